@@ -1,0 +1,1 @@
+"""The local API (aiohttp) that serves the `sm` CLI and the hooks."""

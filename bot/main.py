@@ -1,0 +1,93 @@
+"""`sm-bot` (or `python -m bot`): the main process.
+
+It builds the engine, serves the local API, and runs the Telegram bot when a
+token is configured. Without a token it runs headless: the API and the `sm`
+CLI work, and it says so. SIGINT/SIGTERM stop it cleanly; the agents keep
+running in tmux and are adopted on the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+import sys
+
+from pydantic import ValidationError
+
+from bot.api.server import ApiServer
+from bot.logs import RedactSecrets, setup_logging
+from core.config import Settings, load_settings
+from core.engine import Engine
+from core.store import StoreError
+
+log = logging.getLogger("sm")
+
+
+def _already_running(settings: Settings) -> bool:
+    path = settings.socket_path
+    if not path.exists():
+        return False
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(str(path))
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.close()
+
+
+HEADLESS_BANNER = """\
+sm is running headless: no Telegram token is set (SM_TELEGRAM_TOKEN).
+  API:        {socket}
+  state dir:  {state_dir}
+  try:        sm spawn "hello" --provider shell   then   sm status
+"""
+
+
+async def run(settings: Settings, redactor: RedactSecrets | None = None) -> int:
+    if _already_running(settings):
+        print(f"sm-bot is already running (socket {settings.socket_path})", file=sys.stderr)
+        return 1
+    engine = await Engine.open(settings)
+    api = ApiServer(engine)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await engine.start()
+        if redactor is not None:
+            redactor.secrets.append(engine.owner_token)
+        await api.start()
+        if settings.telegram_token:
+            log.warning("Telegram support is not built yet; running headless")
+        print(HEADLESS_BANNER.format(socket=settings.socket_path, state_dir=settings.state_dir),
+              file=sys.stderr, flush=True)
+        log.info("sm-bot ready (%d live session(s))", len(engine.registry.live()))
+        await stop.wait()
+        log.info("shutting down; agents keep running in tmux (socket %s)", settings.tmux_socket)
+    finally:
+        await api.stop()
+        await engine.stop()
+    return 0
+
+
+def main() -> None:
+    try:
+        settings = load_settings()
+    except (ValidationError, ValueError) as exc:
+        print(f"sm-bot: bad configuration: {exc}", file=sys.stderr)
+        sys.exit(1)
+    redactor = setup_logging(settings.log_level, settings.state_dir, [settings.telegram_token])
+    try:
+        sys.exit(asyncio.run(run(settings, redactor)))
+    except StoreError as exc:
+        print(f"sm-bot: {exc}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The `sm` command: a thin client of the local API."""

@@ -1,0 +1,113 @@
+"""A small HTTP/1.1 client over the API's Unix socket.
+
+Deliberately stdlib `socket` + `json` only: `sm` runs on every agent action
+and `http.client` alone costs more to import than this whole module.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from core import paths
+
+
+class ServerDown(Exception):
+    """Nobody is listening on the socket."""
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def token() -> str:
+    explicit = os.environ.get("SM_TOKEN")
+    if explicit:
+        return explicit
+    path = paths.owner_token_path()
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        return ""
+    except PermissionError:
+        raise ApiError(401, f"cannot read the owner token {path}") from None
+
+
+def segment(value: str) -> str:
+    return quote(value, safe="")
+
+
+class Client:
+    def __init__(self, socket_path: Path | None = None, timeout: float = 30.0) -> None:
+        self.socket_path = socket_path or paths.socket_path()
+        self.timeout = timeout
+
+    def request(self, method: str, path: str, body: dict[str, Any] | None = None,
+                timeout: float | None = None) -> Any:
+        payload = b"" if body is None else json.dumps(body).encode()
+        head = (
+            f"{method} {path} HTTP/1.1\r\nHost: sm\r\nConnection: close\r\n"
+            f"Authorization: Bearer {token()}\r\nContent-Length: {len(payload)}\r\n"
+        )
+        if body is not None:
+            head += "Content-Type: application/json\r\n"
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(timeout or self.timeout)
+        try:
+            try:
+                sock.connect(str(self.socket_path))
+            except (FileNotFoundError, ConnectionRefusedError) as exc:
+                raise ServerDown(str(self.socket_path)) from exc
+            sock.sendall(head.encode() + b"\r\n" + payload)
+            chunks = []
+            while True:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+        except socket.timeout:
+            raise ApiError(504, f"the server did not answer {method} {path} in time") from None
+        finally:
+            sock.close()
+        status, data = _parse(b"".join(chunks))
+        try:
+            decoded = json.loads(data) if data else None
+        except ValueError:
+            decoded = data.decode("utf-8", "replace")
+        if status >= 400:
+            message = decoded.get("error") if isinstance(decoded, dict) else str(decoded)
+            raise ApiError(status, message or f"HTTP {status}")
+        return decoded
+
+
+def _parse(raw: bytes) -> tuple[int, bytes]:
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    if not lines or not lines[0].startswith(b"HTTP/"):
+        raise ApiError(502, "the server sent a malformed response")
+    status = int(lines[0].split()[1])
+    headers = {}
+    for line in lines[1:]:
+        key, _, value = line.partition(b":")
+        headers[key.strip().lower()] = value.strip()
+    if headers.get(b"transfer-encoding", b"").lower() == b"chunked":
+        body = _dechunk(body)
+    return status, body
+
+
+def _dechunk(data: bytes) -> bytes:
+    out = bytearray()
+    while data:
+        size_line, _, rest = data.partition(b"\r\n")
+        size = int(size_line.split(b";")[0] or b"0", 16)
+        if size == 0:
+            break
+        out += rest[:size]
+        data = rest[size + 2 :]
+    return bytes(out)

@@ -1,0 +1,282 @@
+"""The `sm` commands.
+
+Plain text by default, `--json` for machines. Exit codes: 0 ok; 1 refused or
+failed (one line on stderr); 2 the server is not running.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+from typing import Any, NoReturn
+
+import click
+
+from cli.client import ApiError, Client, ServerDown, segment
+
+START_HINT = "sm: the sm server is not running; start it with: sm-bot"
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    click.echo(f"sm: {message}", err=True)
+    sys.exit(code)
+
+
+def call(method: str, path: str, body: dict[str, Any] | None = None, timeout: float | None = None) -> Any:
+    try:
+        return Client().request(method, path, body, timeout=timeout)
+    except ServerDown:
+        click.echo(START_HINT, err=True)
+        sys.exit(2)
+    except ApiError as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(f"cannot talk to the server: {exc}")
+
+
+def emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2))
+
+
+def ago(timestamp: float | None) -> str:
+    if not timestamp:
+        return "-"
+    seconds = max(0, int(time.time() - timestamp))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m"
+    return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
+
+
+def state_text(s: dict[str, Any]) -> str:
+    return s["state"] + (f" ({s['state_reason']})" if s.get("state_reason") else "")
+
+
+def table(sessions: list[dict[str, Any]]) -> None:
+    if not sessions:
+        click.echo("(no sessions)")
+        return
+    click.echo(f"{'ID':<7} {'NAME':<20} {'PROVIDER':<8} {'AGE':>6} {'QUEUED':>6}  STATE")
+    for s in sessions:
+        click.echo(
+            f"{s['id']:<7} {s['name'][:20]:<20} {s['provider']:<8} {ago(s['created_at']):>6} "
+            f"{s.get('queued', ''):>6}  {state_text(s)}"
+        )
+
+
+def read_text(text: str) -> str:
+    if text == "-":
+        data = sys.stdin.buffer.read()
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            fail("standard input is not UTF-8 text")
+    return text
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option("0.1.0", prog_name="sm")
+def cli() -> None:
+    """sm: manage a swarm of coding agents in tmux.
+
+    Inside an agent sm started, commands act as that agent (SM_TOKEN); in a
+    terminal, as the owner. Sessions are named by id or name everywhere.
+    """
+
+
+@cli.command()
+@click.argument("prompt", default="")
+@click.option("--name", "-n", help="Friendly name (letters, digits, . _ -).")
+@click.option("--provider", "-p", default="claude", show_default=True,
+              type=click.Choice(["claude", "codex", "gemini", "shell"]))
+@click.option("--dir", "-d", "workdir", type=click.Path(file_okay=False), help="Working directory (default: yours).")
+@click.option("--wait", "wait_seconds", type=float, help="Wake me when it finishes its first task, or after this many seconds.")
+@click.option("--json", "as_json", is_flag=True, help="Print the session as JSON.")
+def spawn(prompt: str, name: str | None, provider: str, workdir: str | None,
+          wait_seconds: float | None, as_json: bool) -> None:
+    """Start a child agent with PROMPT as its first input (empty: no input)."""
+    body: dict[str, Any] = {"prompt": read_text(prompt), "provider": provider,
+                            "dir": os.path.abspath(workdir or os.getcwd())}
+    if name:
+        body["name"] = name
+    if wait_seconds:
+        body["wait"] = wait_seconds
+    session = call("POST", "/sessions", body)
+    if session["state"] == "errored":
+        fail(f"{session['name']} ({session['id']}) {session['state_reason']}")
+    if as_json:
+        emit_json(session)
+    else:
+        click.echo(f"spawned {session['name']} ({session['id']}) in {session['workdir']}")
+
+
+@cli.command()
+@click.argument("session")
+@click.argument("text")
+@click.option("--important", is_flag=True, help="Ahead of queued messages, at the next idle.")
+@click.option("--urgent", is_flag=True, help="Interrupt the agent and deliver now.")
+def send(session: str, text: str, important: bool, urgent: bool) -> None:
+    """Queue TEXT for SESSION ('-' reads it from stdin). Returns once it is stored."""
+    if important and urgent:
+        fail("choose --important or --urgent, not both")
+    mode = "urgent" if urgent else "important" if important else "sequential"
+    out = call("POST", f"/sessions/{segment(session)}/input", {"text": read_text(text), "mode": mode})
+    click.echo(f"queued message {out['message']} for {session} ({mode})")
+
+
+@cli.command()
+@click.argument("session")
+@click.argument("seconds", type=float)
+def wait(session: str, seconds: float) -> None:
+    """Return now; wake me with a message when SESSION is idle, or after SECONDS."""
+    call("POST", f"/sessions/{segment(session)}/watch", {"seconds": seconds})
+    click.echo(f"will wake you when {session} is idle (or in {seconds:g}s)")
+
+
+@cli.command()
+@click.argument("session")
+@click.argument("prompt", default="")
+def clear(session: str, prompt: str) -> None:
+    """Clear SESSION's context, then send PROMPT if given."""
+    call("POST", f"/sessions/{segment(session)}/clear", {"prompt": read_text(prompt)})
+    click.echo(f"clearing {session}")
+
+
+@cli.command()
+@click.argument("session")
+def kill(session: str) -> None:
+    """Kill SESSION (yourself or a descendant; the owner may kill any)."""
+    out = call("DELETE", f"/sessions/{segment(session)}")
+    click.echo(f"killed {out['name']} ({out['id']})")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+def children(as_json: bool) -> None:
+    """My child sessions (the owner's: sessions with no parent)."""
+    sessions = call("GET", "/sessions?scope=children")
+    emit_json(sessions) if as_json else table(sessions)
+
+
+@cli.command()
+@click.argument("session")
+@click.option("-n", "--lines", default=40, show_default=True, help="How many lines.")
+@click.option("--transcript", is_flag=True, help="The last assistant messages instead of the screen.")
+def output(session: str, lines: int, transcript: bool) -> None:
+    """The tail of SESSION's screen."""
+    query = f"lines={lines}" + ("&transcript=1" if transcript else "")
+    click.echo(call("GET", f"/sessions/{segment(session)}/output?{query}")["output"])
+
+
+@cli.command()
+@click.argument("session")
+@click.option("--json", "as_json", is_flag=True)
+def what(session: str, as_json: bool) -> None:
+    """A short summary of what SESSION is doing."""
+    out = call("GET", f"/sessions/{segment(session)}/what", timeout=120)
+    emit_json(out) if as_json else click.echo(out["summary"])
+
+
+@cli.command()
+@click.argument("session")
+def attach(session: str) -> None:
+    """Attach this terminal to SESSION's tmux session."""
+    out = call("GET", f"/sessions/{segment(session)}")
+    command = out["attach"]
+    if not sys.stdout.isatty() or not shutil.which(command[0]):
+        click.echo(" ".join(command))
+        return
+    os.execvp(command[0], command)
+
+
+@cli.command()
+@click.argument("args", nargs=-1, required=True)
+def name(args: tuple[str, ...]) -> None:
+    """Rename: `sm name NEW` (yourself) or `sm name SESSION NEW`."""
+    if len(args) == 1:
+        me = os.environ.get("SM_SESSION_ID")
+        if not me:
+            fail("give the session to rename: sm name SESSION NEW")
+        target, new = me, args[0]
+    elif len(args) == 2:
+        target, new = args
+    else:
+        fail("usage: sm name [SESSION] NEW")
+    out = call("PATCH", f"/sessions/{segment(target)}", {"name": new})
+    click.echo(f"{out['id']} is now {out['name']}")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+def status(as_json: bool) -> None:
+    """Who I am, every live session, and messages that could not be delivered."""
+    out = call("GET", "/status")
+    if as_json:
+        emit_json(out)
+        return
+    you = out["you"]
+    click.echo(f"you: {you['name']}" + (f" ({you['id']}), {state_text(you)}" if "id" in you else ""))
+    table(out["sessions"])
+    if out["undelivered"]:
+        click.echo("\nundelivered:")
+        for m in out["undelivered"]:
+            click.echo(f"  #{m['id']} to {m['target']} from {m['from']} [{m['status']}]: {m['error']}")
+
+
+def _others() -> list[dict[str, Any]]:
+    return call("GET", "/sessions?scope=others")
+
+
+@cli.command()
+def alone() -> None:
+    """Exit 0 if no other live agent works in my workspace (git root), else 1 and list them."""
+    others = _others()
+    if not others:
+        click.echo("alone")
+        return
+    names = ", ".join(f"{s['name']} ({s['id']})" for s in others)
+    click.echo(f"not alone: {names}")
+    sys.exit(1)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+def others(as_json: bool) -> None:
+    """Other live agents working in my workspace (git root)."""
+    sessions = _others()
+    emit_json(sessions) if as_json else table(sessions)
+
+
+@cli.command()
+@click.argument("event")
+def hook(event: str) -> None:
+    """Claude Code hook entry point: reads the event JSON on stdin (used by sm's settings)."""
+    from hooks.entry import main as hook_main
+
+    sys.exit(hook_main([event]))
+
+
+def _not_yet(command: str) -> None:
+    fail(f"`sm {command}` is not implemented yet")
+
+
+@cli.command(context_settings={"ignore_unknown_options": True})
+@click.argument("args", nargs=-1)
+def lock(args: tuple[str, ...]) -> None:
+    """Take the workspace lock (not implemented yet)."""
+    _not_yet("lock")
+
+
+@cli.command(context_settings={"ignore_unknown_options": True})
+@click.argument("args", nargs=-1)
+def unlock(args: tuple[str, ...]) -> None:
+    """Release the workspace lock (not implemented yet)."""
+    _not_yet("unlock")
+
+
+def main() -> None:
+    cli()

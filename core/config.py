@@ -1,0 +1,183 @@
+"""Settings, read once per process by `load_settings()`.
+
+Sources, highest priority first:
+
+1. environment variables prefixed `SM_` (`SM_STATE_DIR`, `SM_TELEGRAM_TOKEN`, ...)
+2. a `.env` file in the working directory
+3. a YAML file (`SM_CONFIG`, else `~/.config/sm/config.yaml` if it exists) shaped
+   like the original project's `config.yaml`:
+
+       server:   {host: 127.0.0.1, port: 8420, tcp: false}
+       paths:    {state_dir: ~/.local/state/sm}
+       tmux:     {socket: sm}
+       monitor:  {idle_timeout: 300, poll_interval: 0.5}
+       telegram: {token: "...", allowed_chat_ids: [123]}
+       providers: {claude: {command: claude}}
+
+   Sections are flattened to the same names the environment uses:
+   `server.port` is `server_port` (`SM_SERVER_PORT`), `paths.state_dir` is
+   `state_dir`, `providers.claude.command` is `claude_command`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+from typing_extensions import Annotated
+
+from core import paths
+
+
+def _flatten_yaml(doc: dict[str, Any]) -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for section, body in doc.items():
+        if not isinstance(body, dict):
+            flat[section] = body
+            continue
+        for key, value in body.items():
+            if section == "paths":
+                flat[key] = value
+            elif section == "providers" and isinstance(value, dict):
+                for pkey, pvalue in value.items():
+                    flat[f"{key}_{pkey}"] = pvalue
+            else:
+                flat[f"{section}_{key}"] = value
+    return flat
+
+
+class YamlConfigSource(PydanticBaseSettingsSource):
+    """The optional config.yaml, flattened to the settings' field names."""
+
+    def _path(self) -> Path | None:
+        explicit = os.environ.get("SM_CONFIG")
+        if explicit:
+            return Path(explicit).expanduser()
+        default = Path("~/.config/sm/config.yaml").expanduser()
+        return default if default.exists() else None
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        path = self._path()
+        if path is None:
+            return {}
+        import yaml
+
+        try:
+            doc = yaml.safe_load(path.read_text()) or {}
+        except FileNotFoundError as exc:
+            raise ValueError(f"config file {path} does not exist (SM_CONFIG)") from exc
+        if not isinstance(doc, dict):
+            raise ValueError(f"config file {path} must hold a mapping of sections")
+        known = set(self.settings_cls.model_fields)
+        return {k: v for k, v in _flatten_yaml(doc).items() if k in known}
+
+
+def _id_list(value: Any) -> Any:
+    """Accept a JSON list, a comma-separated string, a single id or a list."""
+    if value is None or value == "":
+        return []
+    if isinstance(value, (int, float)):
+        return [int(value)]
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            return json.loads(text)
+        return [int(part) for part in text.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="SM_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    # Where the database, API socket, owner token, spool and logs live.
+    state_dir: Path = Path(paths.DEFAULT_STATE_DIR)
+    # tmux socket name (tmux -L) for the agents; never the user's default server.
+    tmux_socket: str = "sm"
+    # Optional TCP listener beside the Unix socket (token auth still applies).
+    server_tcp: bool = False
+    server_host: str = "127.0.0.1"
+    server_port: int = 8420
+    # Largest message `sm send` accepts, in bytes.
+    max_message_bytes: int = 256 * 1024
+    # Messages longer than this are delivered as the path of a file holding them.
+    inline_message_bytes: int = 4096
+    # One idle reminder after a session has sat idle this long (seconds).
+    monitor_idle_timeout: float = 300.0
+    # How often the screen reader checks which panes changed (seconds).
+    monitor_poll_interval: float = 0.5
+    # Launch commands, one per provider (a command line; absolute paths resolved at spawn).
+    claude_command: str = "claude"
+    codex_command: str = "codex"
+    gemini_command: str = "gemini"
+    shell_command: str = "bash --noprofile --norc -i"
+    # `sm what`: command given the context on stdin; its stdout is the summary.
+    summarizer_command: str = "claude -p --model haiku"
+    summarizer_timeout: float = 20.0
+    # Telegram (the bot runs headless when the token is empty).
+    telegram_token: str = Field(default="", repr=False)
+    telegram_chat_id: int | None = None
+    telegram_api_url: str = "https://api.telegram.org"
+    telegram_allowed_chat_ids: Annotated[list[int], NoDecode] = []
+    telegram_allowed_user_ids: Annotated[list[int], NoDecode] = []
+    # Logging level for sm-bot.
+    log_level: str = "INFO"
+
+    @field_validator("telegram_allowed_chat_ids", "telegram_allowed_user_ids", mode="before")
+    @classmethod
+    def _parse_ids(cls, value: Any) -> Any:
+        return _id_list(value)
+
+    @field_validator("state_dir", mode="after")
+    @classmethod
+    def _expand(cls, value: Path) -> Path:
+        return value.expanduser()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, dotenv_settings, YamlConfigSource(settings_cls))
+
+    @property
+    def db_path(self) -> Path:
+        return self.state_dir / "sm.db"
+
+    @property
+    def socket_path(self) -> Path:
+        explicit = os.environ.get("SM_SOCKET")
+        return Path(explicit).expanduser() if explicit else self.state_dir / "sm.sock"
+
+    @property
+    def owner_token_path(self) -> Path:
+        return paths.owner_token_path(self.state_dir)
+
+    @property
+    def spool_dir(self) -> Path:
+        return paths.spool_dir(self.state_dir)
+
+    def command_for(self, provider: str) -> str:
+        return str(getattr(self, f"{provider}_command"))
+
+
+def load_settings(**overrides: Any) -> Settings:
+    return Settings(**overrides)

@@ -1,0 +1,341 @@
+"""The deliverer: the one way into a pane.
+
+Each live session has one worker task. It wakes when a message is queued for
+its session or the session's state changes, never on a timer of its own, and
+delivers what the queue holds in order:
+
+* urgent messages first: interrupt the agent, wait for its prompt, deliver;
+* otherwise, only when the agent is idle: important ones, then sequential, all
+  pending ones together as one input.
+
+Text goes in as a bracketed paste, then Enter as its own key after a settle
+(Claude Code folds an Enter that lands within ~100 ms of a paste into the
+paste). A message is marked delivered only once submission is confirmed: the
+UserPromptSubmit hook for agents with hooks, the input box emptying (or the
+shell running something) otherwise. Enter is retried a bounded number of
+times; a batch that still won't go in goes back to the queue, and after
+`max_attempts` is marked failed, which `sm status` shows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from core.errors import SmError
+from core.providers import Provider, ScreenReading, get_provider
+from core.queue import Message, MessageQueue
+from core.sessions import Session, SessionRegistry
+from core.state import StateMachine
+from core.tmux import Tmux
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DeliveryTuning:
+    paste_settle: float = 0.15  # after a paste, before Enter
+    confirm_timeout: float = 1.5  # per Enter, waiting for the hook / screen
+    enter_retries: int = 3
+    max_attempts: int = 5  # batches tried before the messages are marked failed
+    retry_delay: float = 2.0
+    interrupt_timeout: float = 10.0
+    clear_timeout: float = 15.0
+    inline_bytes: int = 4096
+
+
+# Why an errored session can still take input: an API error leaves the agent at
+# its prompt. An agent process that exited or never started cannot.
+UNDELIVERABLE_PREFIXES = ("agent exited", "failed to start")
+
+
+def undeliverable(session: Session) -> bool:
+    return session.state == "errored" and (session.state_reason or "").startswith(
+        UNDELIVERABLE_PREFIXES
+    )
+
+
+class _Worker:
+    def __init__(self, session_id: str) -> None:
+        self.session_id = session_id
+        self.wake = asyncio.Event()
+        self.state_changed = asyncio.Event()
+        self.submitted = asyncio.Event()
+        self.cleared = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+        self.retry_handle: asyncio.TimerHandle | None = None
+
+
+class Delivery:
+    def __init__(
+        self,
+        registry: SessionRegistry,
+        states: StateMachine,
+        queue: MessageQueue,
+        tmux: Tmux,
+        files_dir: Path,
+        tuning: DeliveryTuning | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._registry = registry
+        self._states = states
+        self._queue = queue
+        self._tmux = tmux
+        self._files_dir = files_dir
+        self.tuning = tuning or DeliveryTuning()
+        self._clock = clock
+        self._workers: dict[str, _Worker] = {}
+        self._clearing: set[str] = set()
+        self._delivered_listeners: list[Callable[[str], None]] = []
+        queue.on_enqueue(self.wake)
+        states.on_change(self._on_state)
+
+    # -- signals from the rest of the engine ----------------------------------------
+
+    def on_delivered(self, callback: Callable[[str], None]) -> None:
+        self._delivered_listeners.append(callback)
+
+    def wake(self, session_id: str) -> None:
+        worker = self._workers.get(session_id)
+        if worker is None:
+            worker = self._workers[session_id] = _Worker(session_id)
+            worker.task = asyncio.get_running_loop().create_task(
+                self._run(worker), name=f"deliver-{session_id}"
+            )
+        worker.wake.set()
+
+    async def _on_state(self, session: Session, previous: str) -> None:
+        worker = self._workers.get(session.id)
+        if worker:
+            worker.state_changed.set()
+        self.wake(session.id)
+
+    def note_submitted(self, session_id: str) -> None:
+        """UserPromptSubmit arrived: whatever is in flight went in."""
+        worker = self._workers.get(session_id)
+        if worker:
+            worker.submitted.set()
+
+    def note_cleared(self, session_id: str) -> None:
+        """SessionStart with source=clear arrived."""
+        self._clearing.discard(session_id)
+        worker = self._workers.get(session_id)
+        if worker:
+            worker.cleared.set()
+
+    def is_clearing(self, session_id: str) -> bool:
+        return session_id in self._clearing
+
+    async def stop(self) -> None:
+        tasks = [w.task for w in self._workers.values() if w.task]
+        for worker in self._workers.values():
+            if worker.retry_handle:
+                worker.retry_handle.cancel()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._workers.clear()
+
+    # -- the worker ------------------------------------------------------------------
+
+    async def _run(self, worker: _Worker) -> None:
+        while True:
+            await worker.wake.wait()
+            worker.wake.clear()
+            try:
+                while await self._step(worker):
+                    pass
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("delivery to %s failed; retrying", worker.session_id)
+                self._retry_later(worker, self.tuning.retry_delay)
+            if self._registry.get_live(worker.session_id) is None:
+                await self._queue.fail_all(worker.session_id, "session is dead")
+                self._workers.pop(worker.session_id, None)
+                return
+
+    def _retry_later(self, worker: _Worker, delay: float) -> None:
+        if worker.retry_handle:
+            worker.retry_handle.cancel()
+        worker.retry_handle = asyncio.get_running_loop().call_later(delay, worker.wake.set)
+
+    async def _step(self, worker: _Worker) -> bool:
+        """Deliver one batch if possible; True when it is worth looking again at once."""
+        session = self._registry.get_live(worker.session_id)
+        if session is None:
+            return False
+        pending = await self._queue.pending(session.id)
+        if not pending:
+            return False
+        if undeliverable(session):
+            await self._queue.fail_all(session.id, f"not delivered: {session.state_reason}")
+            return False
+        if session.pane_id is None or session.state == "starting":
+            return False
+        provider = get_provider(session.provider)
+
+        if pending[0].mode == "urgent":
+            batch = _batch([m for m in pending if m.mode == "urgent"])
+            if session.state in ("busy", "waiting"):
+                await self._tmux.press(session.pane_id, provider.interrupt_key)
+                if not await self._await_idle(worker, session, provider):
+                    self._retry_later(worker, self.tuning.retry_delay)
+                    return False
+        else:
+            if session.state not in ("idle", "errored"):
+                return False
+            batch = _batch(pending)
+
+        if batch[0].kind == "clear":
+            return await self._clear(worker, session, provider, batch[0])
+
+        reading = await self._read(session, provider)
+        if reading.input_text:
+            # Someone is typing in this pane: never type over them.
+            log.info("%s: input box holds text; holding %d message(s)", session.label, len(batch))
+            self._retry_later(worker, self.tuning.retry_delay)
+            return False
+
+        await self._queue.mark_inflight(batch)
+        text = "\n\n".join(self.render(m, provider) for m in batch)
+        try:
+            confirmed = await self._submit(worker, session, provider, text)
+        except SmError as exc:
+            confirmed, error = False, str(exc)
+        else:
+            error = "submission not confirmed"
+        if confirmed:
+            await self._queue.mark_delivered(batch)
+            if not provider.has_hooks and session.state == "idle":
+                await self._states.set(session, "busy", source="delivery")
+            for callback in self._delivered_listeners:
+                callback(session.id)
+            return True
+        if max(m.attempts for m in batch) >= self.tuning.max_attempts:
+            await self._queue.mark_failed(batch, f"{error} after {self.tuning.max_attempts} attempts")
+            return True
+        await self._queue.mark_retry(batch, error)
+        self._retry_later(worker, self.tuning.retry_delay)
+        return False
+
+    def render(self, message: Message, provider: Provider) -> str:
+        body = message.body
+        size = len(body.encode("utf-8"))
+        if size > self.tuning.inline_bytes:
+            self._files_dir.mkdir(parents=True, exist_ok=True)
+            path = self._files_dir / f"message-{message.id}.txt"
+            path.write_text(body, encoding="utf-8")
+            body = f"(a {size}-byte message; read it from {path})"
+        if message.sender_label == "sm":
+            return provider.header_prefix + body  # already starts with "[sm]"
+        who = message.sender_label
+        if message.sender_id:
+            who = f"{who} ({message.sender_id})"
+        return provider.with_header(f"[from {who}]", body)
+
+    async def _read(self, session: Session, provider: Provider) -> ScreenReading:
+        screen = await self._tmux.capture(session.pane_id or "")
+        command = ""
+        if not provider.has_hooks:
+            command = await self._current_command(session)
+        return provider.read_screen(screen, command)
+
+    async def _current_command(self, session: Session) -> str:
+        for pane in await self._tmux.list_panes():
+            if pane.pane_id == session.pane_id:
+                return pane.current_command
+        return ""
+
+    async def _submit(
+        self, worker: _Worker, session: Session, provider: Provider, text: str
+    ) -> bool:
+        pane = session.pane_id or ""
+        worker.submitted.clear()
+        await self._tmux.paste(pane, text)
+        await asyncio.sleep(self.tuning.paste_settle)
+        for attempt in range(self.tuning.enter_retries):
+            await self._tmux.press(pane, "Enter")
+            if provider.has_hooks:
+                if await _wait(worker.submitted, self.tuning.confirm_timeout):
+                    return True
+                reading = await self._read(session, provider)
+                if reading.state is not None and not reading.input_text:
+                    log.warning("%s: input went in but its hook never came", session.label)
+                    return True
+            elif await self._screen_confirms(session, provider):
+                return True
+            log.info("%s: Enter not taken (attempt %d); pressing again", session.label, attempt + 1)
+        return False
+
+    async def _screen_confirms(self, session: Session, provider: Provider) -> bool:
+        deadline = time.monotonic() + self.tuning.confirm_timeout
+        while time.monotonic() < deadline:
+            reading = await self._read(session, provider)
+            if reading.state == "busy" or (reading.state is not None and not reading.input_text):
+                return True
+            await asyncio.sleep(0.05)
+        return False
+
+    async def _await_idle(self, worker: _Worker, session: Session, provider: Provider) -> bool:
+        """After an interrupt: wait for the prompt (hooks may not report it)."""
+        deadline = time.monotonic() + self.tuning.interrupt_timeout
+        while time.monotonic() < deadline:
+            if session.state == "idle":
+                return True
+            reading = await self._read(session, provider)
+            if reading.state == "idle":
+                await self._states.set(session, "idle", source="screen after interrupt")
+                return True
+            worker.state_changed.clear()
+            await _wait(worker.state_changed, 0.1)
+        return False
+
+    async def _clear(
+        self, worker: _Worker, session: Session, provider: Provider, message: Message
+    ) -> bool:
+        await self._queue.mark_inflight([message])
+        pane = session.pane_id or ""
+        worker.cleared.clear()
+        self._clearing.add(session.id)
+        try:
+            # A slash command must be typed, not pasted.
+            await self._tmux.type_text(pane, provider.clear_command)
+            await asyncio.sleep(self.tuning.paste_settle)
+            await self._tmux.press(pane, "Enter")
+            if provider.has_hooks:
+                ok = await _wait(worker.cleared, self.tuning.clear_timeout)
+            else:
+                ok = await self._screen_confirms(session, provider)
+        finally:
+            self._clearing.discard(session.id)
+        if ok:
+            await self._queue.mark_delivered([message])
+            await self._states.set(session, "idle", source="clear")
+            return True
+        await self._queue.mark_failed([message], "clear not confirmed by the agent")
+        return True
+
+
+def _batch(pending: list[Message]) -> list[Message]:
+    """Pending messages that go in together: up to (not past) a clear."""
+    if pending[0].kind == "clear":
+        return pending[:1]
+    batch = []
+    for message in pending:
+        if message.kind == "clear":
+            break
+        batch.append(message)
+    return batch
+
+
+async def _wait(event: asyncio.Event, timeout: float) -> bool:
+    try:
+        await asyncio.wait_for(event.wait(), timeout)
+        return True
+    except asyncio.TimeoutError:
+        return False

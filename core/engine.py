@@ -1,0 +1,267 @@
+"""The engine, built once per process and handed to the front ends.
+
+Everything a front end may do is a method here, taking the `Caller` the front
+end authenticated; permission checks live here, not in the front ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import subprocess
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from core import spool
+from core.config import Settings
+from core.delivery import Delivery, DeliveryTuning
+from core.errors import Invalid
+from core.events import EventBus
+from core.hookevents import HOOK_EVENTS, HookEvents
+from core.lifecycle import Caller, Lifecycle
+from core.monitor import Monitor
+from core.queue import MODES, Message, MessageQueue
+from core.sessions import Session, SessionRegistry
+from core.state import StateMachine
+from core.store import Store
+from core.text import check_text
+from core.tmux import Tmux
+from core.waits import Waits
+from core.what import fallback_summary, last_assistant_messages, summarize
+
+log = logging.getLogger(__name__)
+
+
+def git_root(path: str) -> str:
+    """The workspace of a directory: its git repository root, or itself."""
+    try:
+        out = subprocess.run(
+            ["git", "-C", path, "rev-parse", "--show-toplevel"],
+            capture_output=True, text=True, timeout=5,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return os.path.realpath(path)
+    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else os.path.realpath(path)
+
+
+def ensure_owner_token(path: Path) -> str:
+    if path.exists():
+        return path.read_text().strip()
+    token = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(token + "\n")
+    return token
+
+
+class Engine:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        tmux: Tmux | None = None,
+        clock: Callable[[], float] = time.time,
+        tuning: DeliveryTuning | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.clock = clock
+        self.bus = EventBus(clock)
+        self.tmux = tmux or Tmux(settings.tmux_socket, settings.state_dir / "tmux")
+        self.registry = SessionRegistry(store, clock)
+        self.states = StateMachine(self.registry, self.bus, clock)
+        self.queue = MessageQueue(store, self.bus, clock)
+        tuning = tuning or DeliveryTuning(inline_bytes=settings.inline_message_bytes)
+        self.delivery = Delivery(self.registry, self.states, self.queue, self.tmux,
+                                 settings.state_dir / "messages", tuning, clock)
+        self.waits = Waits(store, self.registry, self.states, self.queue, clock)
+        self.delivery.on_delivered(self.waits.on_delivered)
+        self.lifecycle = Lifecycle(settings, self.registry, self.states, self.queue,
+                                   self.tmux, self.bus, clock)
+        self.hooks = HookEvents(self.registry, self.states, self.delivery, self.bus)
+        self.monitor = Monitor(self.registry, self.states, self.queue, self.tmux, self.bus,
+                               settings.monitor_poll_interval, settings.monitor_idle_timeout, clock)
+        self.owner_token = ""
+        self._drain_lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, settings: Settings, **kwargs: Any) -> "Engine":
+        settings.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        store = await Store.open(settings.db_path)
+        return cls(settings, store, **kwargs)
+
+    async def start(self) -> None:
+        self.owner_token = ensure_owner_token(self.settings.owner_token_path)
+        await self.registry.load()
+        await self.lifecycle.adopt()
+        await self.drain_spool()
+        # Messages caught in flight by a crash go back to the queue: the
+        # deliverer looks at the input box before pasting, so nothing is typed twice
+        # into a box that still holds it.
+        await self.store.execute("UPDATE messages SET status = 'queued' WHERE status = 'inflight'")
+        self.monitor.start()
+        await self.waits.start()
+        for session in self.registry.live():
+            self.delivery.wake(session.id)
+
+    async def stop(self) -> None:
+        await self.monitor.stop()
+        await self.waits.stop()
+        await self.delivery.stop()
+        await self.store.close()
+
+    # -- identity --------------------------------------------------------------------
+
+    def caller_for_token(self, token: str) -> Caller | None:
+        if not token:
+            return None
+        if self.owner_token and secrets.compare_digest(token, self.owner_token):
+            return Caller(None)
+        session = self.registry.by_token(token)
+        return Caller(session) if session else None
+
+    # -- sessions --------------------------------------------------------------------
+
+    async def resolve(self, ref: str) -> Session:
+        return await self.registry.resolve(ref)
+
+    async def spawn(self, caller: Caller, prompt: str = "", *, name: str | None = None,
+                    provider: str = "claude", workdir: str | None = None,
+                    wait: float | None = None) -> Session:
+        if prompt:
+            prompt = check_text(prompt, self.settings.max_message_bytes)
+        session = await self.lifecycle.spawn(caller, prompt, name=name, provider=provider,
+                                             workdir=workdir)
+        if wait and caller.session and session.state != "errored":
+            await self.waits.add(caller.session, session, wait, kind="spawn")
+        return session
+
+    async def kill(self, caller: Caller, ref: str) -> Session:
+        target = await self.resolve(ref)
+        await self.lifecycle.kill(caller, target)
+        return target
+
+    async def rename(self, caller: Caller, ref: str, name: str) -> Session:
+        return await self.lifecycle.rename(caller, await self.resolve(ref), name)
+
+    def children(self, caller: Caller) -> list[Session]:
+        return self.registry.children(caller.id)
+
+    def others(self, caller: Caller) -> list[Session]:
+        """Other live sessions working in the caller's workspace (git root)."""
+        here = git_root(caller.session.workdir if caller.session else os.getcwd())
+        return [s for s in self.registry.live()
+                if s.id != caller.id and s.state not in ("errored",) and git_root(s.workdir) == here]
+
+    async def status(self, caller: Caller) -> dict[str, Any]:
+        counts = await self.queue.counts()
+        sessions = []
+        for s in self.registry.live():
+            item = s.public()
+            item["queued"] = counts.get(s.id, 0)
+            sessions.append(item)
+        undelivered = [
+            {"id": m.id, "target": m.target_id, "from": m.sender_label, "status": m.status,
+             "error": m.error, "text": m.body[:200]}
+            for m in await self.queue.undelivered()
+        ]
+        me = caller.session.public() if caller.session else None
+        return {"you": me or {"name": "owner"}, "sessions": sessions, "undelivered": undelivered}
+
+    # -- messages --------------------------------------------------------------------
+
+    async def send(self, caller: Caller, ref: str, text: str, mode: str = "sequential") -> Message:
+        if mode not in MODES:
+            raise Invalid(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
+        target = await self.resolve(ref)
+        if not target.live:
+            raise Invalid(f"{target.label} is dead; messages can't be delivered to it")
+        body = check_text(text, self.settings.max_message_bytes)
+        return await self.queue.enqueue(target.id, body, sender_id=caller.id,
+                                        sender_label=caller.label, mode=mode)
+
+    async def send_as_owner(self, ref: str, text: str, mode: str, label: str) -> Message:
+        """Input from the person (Telegram, or the terminal) under a label of its own."""
+        target = await self.resolve(ref)
+        body = check_text(text, self.settings.max_message_bytes)
+        return await self.queue.enqueue(target.id, body, sender_id=None, sender_label=label,
+                                        mode=mode)
+
+    async def wait(self, caller: Caller, ref: str, seconds: float) -> int:
+        if caller.session is None:
+            raise Invalid("sm wait wakes the calling agent with a message; run it inside a session sm started")
+        if not 0 < seconds <= 7 * 24 * 3600:
+            raise Invalid("wait seconds must be between 1 and 604800")
+        target = await self.resolve(ref)
+        if target.id == caller.session.id:
+            raise Invalid("a session cannot wait for itself")
+        return await self.waits.add(caller.session, target, seconds)
+
+    async def clear(self, caller: Caller, ref: str, prompt: str = "") -> Session:
+        target = await self.resolve(ref)
+        self.lifecycle.check_may_manage(caller, target, "clear")
+        if not target.live:
+            raise Invalid(f"{target.label} is dead")
+        await self.queue.enqueue(target.id, "clear", sender_id=caller.id,
+                                 sender_label=caller.label, kind="clear")
+        if prompt.strip():
+            await self.send(caller, target.id, prompt)
+        return target
+
+    # -- reading ---------------------------------------------------------------------
+
+    async def output(self, ref: str, lines: int = 40, transcript: bool = False) -> str:
+        target = await self.resolve(ref)
+        if transcript:
+            messages = last_assistant_messages(target.transcript_path, max(1, min(lines, 20)))
+            if not messages:
+                raise Invalid(f"{target.label} has no transcript (yet)")
+            return "\n\n".join(messages)
+        if not target.live or not target.pane_id:
+            raise Invalid(f"{target.label} has no pane to read")
+        screen = await self.tmux.capture(target.pane_id, lines=max(lines, 1))
+        out = screen.splitlines()
+        while out and not out[-1].strip():
+            out.pop()
+        return "\n".join(out[-lines:])
+
+    async def what(self, ref: str) -> dict[str, Any]:
+        target = await self.resolve(ref)
+        last = last_assistant_messages(target.transcript_path, 3)
+        screen = ""
+        if target.live and target.pane_id:
+            try:
+                screen = await self.tmux.capture(target.pane_id)
+            except Exception:
+                screen = ""
+        fallback = fallback_summary(target.name, target.state, target.state_reason, last, screen)
+        context = (
+            "Summarize in two sentences what this coding agent is doing now.\n\n"
+            + fallback + "\n\nRecent messages:\n" + "\n---\n".join(last)
+        )
+        summary = await summarize(self.settings.summarizer_command, context,
+                                  self.settings.summarizer_timeout)
+        return {"session": target.id, "name": target.name, "state": target.state,
+                "summary": summary or fallback, "source": "summarizer" if summary else "fallback"}
+
+    # -- hooks -----------------------------------------------------------------------
+
+    async def hook(self, session: Session, event: str, payload: dict[str, Any]) -> dict[str, Any]:
+        if event not in HOOK_EVENTS:
+            raise Invalid(f"unknown hook event {event!r}")
+        return await self.hooks.handle(session, event, payload)
+
+    async def drain_spool(self) -> int:
+        async with self._drain_lock:
+            return await spool.drain(self.settings.spool_dir, self._replay)
+
+    async def _replay(self, token: str, event: str, payload: dict[str, Any]) -> None:
+        session = self.registry.by_token(token)
+        if session is None:
+            log.warning("spooled %s event for an unknown or dead session; dropped", event)
+            return
+        if event in HOOK_EVENTS:
+            await self.hooks.handle(session, event, payload)

@@ -1,0 +1,226 @@
+"""Starting, naming, killing and re-adopting agents."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import shlex
+import shutil
+import sys
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Callable
+
+from core.config import Settings
+from core.errors import Forbidden, Invalid
+from core.events import EventBus
+from core.providers import get_provider
+from core.queue import MessageQueue
+from core.sessions import Session, SessionRegistry, token_hash, validate_name
+from core.state import StateMachine
+from core.tmux import Tmux
+
+log = logging.getLogger(__name__)
+
+
+def sm_command() -> str:
+    """How an agent (or its hooks) runs the `sm` CLI: an absolute path."""
+    beside = Path(sys.executable).with_name("sm")
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("sm")
+    return found or f"{shlex.quote(sys.executable)} -m cli.main"
+
+
+def write_claude_settings(path: Path, sm: str) -> Path:
+    """The `--settings` file the claude provider launches with: sm's hooks."""
+    template = resources.files("hooks").joinpath("settings.json").read_text()
+    settings = json.loads(template.replace("{sm}", sm))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(settings, indent=2))
+    return path
+
+
+class Caller:
+    """Who is asking: the owner (session is None) or an agent."""
+
+    def __init__(self, session: Session | None) -> None:
+        self.session = session
+
+    @property
+    def is_owner(self) -> bool:
+        return self.session is None
+
+    @property
+    def id(self) -> str | None:
+        return self.session.id if self.session else None
+
+    @property
+    def label(self) -> str:
+        return self.session.name if self.session else "owner"
+
+
+class Lifecycle:
+    def __init__(
+        self,
+        settings: Settings,
+        registry: SessionRegistry,
+        states: StateMachine,
+        queue: MessageQueue,
+        tmux: Tmux,
+        bus: EventBus,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._settings = settings
+        self._registry = registry
+        self._states = states
+        self._queue = queue
+        self._tmux = tmux
+        self._bus = bus
+        self._clock = clock
+        self.sm = sm_command()
+        self.claude_settings = write_claude_settings(
+            settings.state_dir / "claude-settings.json", self.sm
+        )
+
+    def check_may_manage(self, caller: Caller, target: Session, verb: str) -> None:
+        """An agent may kill, clear or rename itself and its descendants; the owner anything."""
+        if caller.is_owner or self._registry.is_self_or_descendant(target, caller.id or ""):
+            return
+        raise Forbidden(
+            f"{caller.label} may not {verb} {target.label}: it is not you or one of your descendants"
+        )
+
+    def launch_command(self, provider_name: str, workdir: str, env: dict[str, str]) -> str:
+        """The command line tmux runs; raises Invalid when the program is missing."""
+        provider = get_provider(provider_name)
+        configured = self._settings.command_for(provider_name)
+        argv = shlex.split(configured)
+        if not argv:
+            raise Invalid(f"failed to start: no command configured for provider {provider_name}")
+        program = shutil.which(argv[0], path=env.get("PATH"))
+        if program is None:
+            raise Invalid(
+                f"failed to start: command {argv[0]!r} not found "
+                f"(set SM_{provider_name.upper()}_COMMAND)"
+            )
+        argv[0] = program
+        if provider.has_hooks and provider.name == "claude":
+            argv += ["--settings", str(self.claude_settings)]
+        # tmux 3.3 replaces PATH with its client's even when given with -e,
+        # so PATH (which must find `sm`) rides on the command line instead.
+        return shlex.join(["/usr/bin/env", f"PATH={env['PATH']}", *argv])
+
+    async def spawn(
+        self,
+        caller: Caller,
+        prompt: str = "",
+        *,
+        name: str | None = None,
+        provider: str = "claude",
+        workdir: str | None = None,
+    ) -> Session:
+        provider_obj = get_provider(provider)
+        workdir = os.path.abspath(os.path.expanduser(workdir or (caller.session.workdir if caller.session else os.getcwd())))
+        if not os.path.isdir(workdir):
+            raise Invalid(f"working directory {workdir} does not exist")
+        session_id = self._registry.new_id()
+        name = name or f"{provider}-{session_id}"
+        self._registry.check_name_free(validate_name(name))
+        token = secrets.token_urlsafe(32)
+        now = self._clock()
+        session = Session(
+            id=session_id,
+            name=name,
+            parent_id=caller.id,
+            provider=provider,
+            workdir=workdir,
+            tmux_session=f"sm-{session_id}",
+            pane_id=None,
+            token_hash=token_hash(token),
+            state="starting",
+            state_reason=None,
+            state_since=now,
+            agent_session_id=None,
+            transcript_path=None,
+            idle_reminded=1,
+            created_at=now,
+            last_activity=now,
+        )
+        await self._registry.create(session)
+        self._bus.publish(
+            "session.spawned", session.id, name=name, provider=provider,
+            parent=caller.id, workdir=workdir,
+        )
+        env = self._agent_env(session, token)
+        env.update(provider_obj.extra_env)
+        try:
+            command = self.launch_command(provider, workdir, env)
+            pane_id = await self._tmux.new_session(session.tmux_session, command, workdir, env)
+        except Exception as exc:
+            reason = str(exc) if str(exc).startswith("failed to start") else f"failed to start: {exc}"
+            await self._states.set(session, "errored", reason, source="spawn")
+            return session
+        await self._registry.update(session, pane_id=pane_id)
+        if prompt.strip():
+            await self._queue.enqueue(
+                session.id, prompt, sender_id=caller.id, sender_label=caller.label
+            )
+        return session
+
+    def _agent_env(self, session: Session, token: str) -> dict[str, str]:
+        sm_dir = str(Path(self.sm.split()[0]).parent)
+        path = os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin")
+        return {
+            "SM_SESSION_ID": session.id,
+            "SM_SESSION_NAME": session.name,
+            "SM_TOKEN": token,
+            "SM_SOCKET": str(self._settings.socket_path),
+            "SM_STATE_DIR": str(self._settings.state_dir),
+            "PATH": f"{sm_dir}:{path}" if sm_dir not in path.split(":") else path,
+        }
+
+    async def kill(self, caller: Caller, target: Session) -> None:
+        self.check_may_manage(caller, target, "kill")
+        if not target.live:
+            return
+        await self._tmux.kill_session(target.tmux_session)
+        await self._states.set(target, "dead", f"killed by {caller.label}", source="kill")
+        await self._queue.fail_all(target.id, f"session was killed by {caller.label}")
+
+    async def rename(self, caller: Caller, target: Session, name: str) -> Session:
+        self.check_may_manage(caller, target, "rename")
+        if not target.live:
+            raise Invalid(f"{target.label} is dead; it cannot be renamed")
+        self._registry.check_name_free(name, except_id=target.id)
+        old = target.name
+        await self._registry.update(target, name=name)
+        if target.pane_id:
+            try:
+                await self._tmux.rename_window(target.pane_id, name)
+            except Exception:
+                log.warning("could not rename the tmux window of %s", target.label)
+        self._bus.publish("session.renamed", target.id, name=name, old_name=old)
+        return target
+
+    async def adopt(self) -> None:
+        """After a restart: keep sessions whose pane lives, bury the rest."""
+        panes = {p.session_name: p for p in await self._tmux.list_panes()}
+        for session in self._registry.live():
+            pane = panes.get(session.tmux_session)
+            if session.pane_id is None:
+                continue  # a start that failed stays errored
+            if pane is None:
+                await self._states.set(
+                    session, "dead", "tmux session vanished while sm was down", source="adopt"
+                )
+                await self._queue.fail_all(session.id, "session vanished")
+            elif pane.dead:
+                await self._states.set(
+                    session, "errored", f"agent exited with status {pane.dead_status}", source="adopt"
+                )
+            else:
+                log.info("adopted %s (%s)", session.label, session.state)

@@ -1,0 +1,60 @@
+-- sm's database schema, one migration per section, applied in order.
+-- `PRAGMA user_version` records the last applied migration. Never edit a
+-- migration that has shipped; add the next one below it.
+
+-- migration 1: sessions, the message queue and waits
+
+-- One row per agent sm has started. Rows of dead sessions are kept for history.
+CREATE TABLE sessions (
+    id                TEXT PRIMARY KEY,          -- short id, 6 hex digits
+    name              TEXT NOT NULL,             -- friendly name, unique among live sessions
+    parent_id         TEXT REFERENCES sessions(id),
+    provider          TEXT NOT NULL,             -- claude | codex | gemini | shell
+    workdir           TEXT NOT NULL,
+    tmux_session      TEXT NOT NULL,
+    pane_id           TEXT,                      -- %N; NULL when the start failed
+    token_hash        TEXT NOT NULL UNIQUE,      -- sha256 of the agent's SM_TOKEN
+    state             TEXT NOT NULL,             -- starting | idle | busy | waiting | errored | dead
+    state_reason      TEXT,                      -- why errored/dead/waiting
+    state_since       REAL NOT NULL,
+    agent_session_id  TEXT,                      -- Claude's own session id (changes on /clear)
+    transcript_path   TEXT,
+    idle_reminded     INTEGER NOT NULL DEFAULT 0,-- one idle reminder per idle spell
+    created_at        REAL NOT NULL,
+    last_activity     REAL NOT NULL
+);
+CREATE UNIQUE INDEX sessions_live_name ON sessions(name) WHERE state != 'dead';
+CREATE INDEX sessions_parent ON sessions(parent_id);
+
+-- The durable queue: every input to an agent, from any sender, is a row here
+-- before the sender is answered. The deliverer moves it queued -> inflight ->
+-- delivered (or failed, with the error kept).
+CREATE TABLE messages (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    target_id     TEXT NOT NULL REFERENCES sessions(id),
+    sender_id     TEXT,                          -- a session id; NULL for the owner or sm itself
+    sender_label  TEXT NOT NULL,                 -- what the recipient sees: name, 'owner', 'sm'
+    mode          TEXT NOT NULL,                 -- sequential | important | urgent
+    kind          TEXT NOT NULL DEFAULT 'text',  -- text | clear
+    body          TEXT NOT NULL,
+    status        TEXT NOT NULL DEFAULT 'queued',-- queued | inflight | delivered | failed
+    attempts      INTEGER NOT NULL DEFAULT 0,
+    error         TEXT,
+    created_at    REAL NOT NULL,
+    delivered_at  REAL
+);
+CREATE INDEX messages_pending ON messages(target_id, status);
+
+-- `sm wait` and `sm spawn --wait`: wake the waiter with a message when the
+-- target is idle with nothing queued, or at the deadline.
+CREATE TABLE waits (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    waiter_id   TEXT NOT NULL REFERENCES sessions(id),
+    target_id   TEXT NOT NULL REFERENCES sessions(id),
+    kind        TEXT NOT NULL DEFAULT 'wait',    -- wait | spawn
+    created_at  REAL NOT NULL,
+    deadline    REAL NOT NULL,
+    fired_at    REAL,
+    outcome     TEXT                             -- idle | timeout | dead
+);
+CREATE INDEX waits_pending ON waits(target_id) WHERE fired_at IS NULL;

@@ -1,0 +1,164 @@
+"""The screen reader: the fallback to hooks, and the watcher of panes.
+
+One `tmux list-panes -a` per tick tells, for every pane at once, whether it is
+dead, what runs in its foreground and when its window last had output. A
+pane's screen is captured only when it had output recently, or when its
+session is in a state the screen must confirm (starting, or busy/waiting with
+hooks that may have been lost). Fifty quiet agents cost one tmux call per
+tick and no captures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Callable
+
+from core.delivery import undeliverable
+from core.errors import Unavailable
+from core.events import EventBus
+from core.providers import get_provider
+from core.queue import MessageQueue
+from core.sessions import Session, SessionRegistry
+from core.state import StateMachine
+from core.tmux import PaneInfo, Tmux
+
+log = logging.getLogger(__name__)
+
+# How long a hook-driven agent's screen must look idle before sm believes the
+# screen over a missing Stop hook.
+LOST_STOP_AFTER = 3.0
+RECHECK_EVERY = 2.0
+
+
+class Monitor:
+    def __init__(
+        self,
+        registry: SessionRegistry,
+        states: StateMachine,
+        queue: MessageQueue,
+        tmux: Tmux,
+        bus: EventBus,
+        poll_interval: float,
+        idle_timeout: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._registry = registry
+        self._states = states
+        self._queue = queue
+        self._tmux = tmux
+        self._bus = bus
+        self.poll_interval = poll_interval
+        self.idle_timeout = idle_timeout
+        self._clock = clock
+        self._activity: dict[str, int] = {}
+        self._last_capture: dict[str, float] = {}
+        self._screen_idle_since: dict[str, float] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._tmux_down = False
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="monitor")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("monitor tick failed")
+            await asyncio.sleep(self.poll_interval)
+
+    async def tick(self) -> None:
+        sessions = [s for s in self._registry.live() if s.pane_id]
+        if not sessions:
+            return
+        try:
+            panes = {p.pane_id: p for p in await self._tmux.list_panes()}
+        except Unavailable as exc:
+            if not self._tmux_down:
+                log.error("tmux is not answering: %s", exc)
+                self._tmux_down = True
+            return
+        self._tmux_down = False
+        now = self._clock()
+        for session in sessions:
+            pane = panes.get(session.pane_id or "")
+            if pane is None:
+                await self._states.set(session, "dead", "tmux session vanished", source="monitor")
+                await self._queue.fail_all(session.id, "session vanished")
+                continue
+            if pane.dead:
+                await self._pane_died(session, pane)
+                continue
+            await self._read(session, pane, now)
+            if (
+                session.state == "idle"
+                and not session.idle_reminded
+                and now - session.state_since >= self.idle_timeout
+            ):
+                await self._registry.update(session, idle_reminded=1)
+                self._bus.publish("idle.reminder", session.id, name=session.name,
+                                  idle_seconds=round(now - session.state_since))
+
+    async def _pane_died(self, session: Session, pane: PaneInfo) -> None:
+        if undeliverable(session):
+            return
+        last = ""
+        try:
+            screen = await self._tmux.capture(pane.pane_id, lines=200)
+            last = next((ln.strip() for ln in reversed(screen.splitlines())
+                         if ln.strip() and not ln.startswith("Pane is dead")), "")
+        except Unavailable:
+            pass
+        status = f"status {pane.dead_status}" if pane.dead_status is not None else "no status"
+        if session.state == "starting":
+            reason = f"failed to start: exited with {status}"
+        else:
+            reason = f"agent exited with {status}"
+        if last:
+            reason += f": {last[:200]}"
+        await self._states.set(session, "errored", reason, source="monitor")
+        await self._queue.fail_all(session.id, f"not delivered: {reason}")
+
+    async def _read(self, session: Session, pane: PaneInfo, now: float) -> None:
+        provider = get_provider(session.provider)
+        changed = self._activity.get(pane.pane_id) != pane.activity
+        self._activity[pane.pane_id] = pane.activity
+        recent = changed or now - pane.activity <= 1.5
+        overdue = (
+            session.state in ("starting", "busy", "waiting")
+            and now - self._last_capture.get(session.id, 0) >= RECHECK_EVERY
+        )
+        if provider.name == "shell" and session.state != "starting":
+            # The foreground process says it all; no capture needed.
+            reading = provider.read_screen("", pane.current_command)
+        elif recent or overdue or session.state == "starting":
+            self._last_capture[session.id] = now
+            screen = await self._tmux.capture(pane.pane_id)
+            reading = provider.read_screen(screen, pane.current_command)
+        else:
+            return
+        if reading.state is None:
+            return
+        if not provider.has_hooks or session.state == "starting":
+            await self._states.set(session, reading.state,
+                                   session.state_reason if reading.state == "waiting" else None,
+                                   source="screen")
+            return
+        # Hooks are the truth for this agent; the screen only repairs lost ones.
+        if session.state in ("busy", "waiting") and reading.state == "idle":
+            since = self._screen_idle_since.setdefault(session.id, now)
+            if now - since >= LOST_STOP_AFTER:
+                log.warning("%s: screen idle for %.0fs with no Stop hook; trusting the screen",
+                            session.label, now - since)
+                await self._states.set(session, "idle", source="screen (hook lost)")
+        else:
+            self._screen_idle_since.pop(session.id, None)

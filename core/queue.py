@@ -1,0 +1,154 @@
+"""The durable message queue: every input to an agent is a row before anyone is told "queued"."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from core.events import EventBus
+from core.store import Store
+
+MODES = ("sequential", "important", "urgent")
+_MODE_RANK = {"urgent": 0, "important": 1, "sequential": 2}
+
+
+@dataclass
+class Message:
+    id: int
+    target_id: str
+    sender_id: str | None
+    sender_label: str
+    mode: str
+    kind: str
+    body: str
+    status: str
+    attempts: int
+    error: str | None
+    created_at: float
+    delivered_at: float | None
+
+    @property
+    def rank(self) -> tuple[int, int]:
+        """Delivery order: urgent, then important, then sequential; FIFO within each."""
+        return (_MODE_RANK.get(self.mode, 2), self.id)
+
+
+class MessageQueue:
+    def __init__(self, store: Store, bus: EventBus, clock: Callable[[], float] = time.time):
+        self._store = store
+        self._bus = bus
+        self._clock = clock
+        self._on_enqueue: list[Callable[[str], None]] = []
+
+    def on_enqueue(self, callback: Callable[[str], None]) -> None:
+        self._on_enqueue.append(callback)
+
+    async def enqueue(
+        self,
+        target_id: str,
+        body: str,
+        *,
+        sender_id: str | None,
+        sender_label: str,
+        mode: str = "sequential",
+        kind: str = "text",
+    ) -> Message:
+        now = self._clock()
+        message_id = await self._store.execute(
+            "INSERT INTO messages (target_id, sender_id, sender_label, mode, kind, body, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (target_id, sender_id, sender_label, mode, kind, body, now),
+        )
+        message = Message(message_id, target_id, sender_id, sender_label, mode, kind, body,
+                          "queued", 0, None, now, None)
+        self._bus.publish(
+            "message.queued",
+            target_id,
+            message=message_id,
+            sender=sender_id,
+            sender_label=sender_label,
+            mode=mode,
+            kind=kind,
+            text=body,
+        )
+        for callback in self._on_enqueue:
+            callback(target_id)
+        return message
+
+    async def pending(self, target_id: str) -> list[Message]:
+        rows = await self._store.fetchall(
+            "SELECT * FROM messages WHERE target_id = ? AND status IN ('queued', 'inflight')",
+            (target_id,),
+        )
+        return sorted((Message(**dict(r)) for r in rows), key=lambda m: m.rank)
+
+    async def has_pending(self, target_id: str) -> bool:
+        row = await self._store.fetchone(
+            "SELECT 1 FROM messages WHERE target_id = ? AND status IN ('queued', 'inflight') LIMIT 1",
+            (target_id,),
+        )
+        return row is not None
+
+    async def targets_with_pending(self) -> list[str]:
+        rows = await self._store.fetchall(
+            "SELECT DISTINCT target_id FROM messages WHERE status IN ('queued', 'inflight')"
+        )
+        return [r[0] for r in rows]
+
+    async def mark_inflight(self, messages: list[Message]) -> None:
+        async with self._store.transaction() as tx:
+            for m in messages:
+                await tx.execute(
+                    "UPDATE messages SET status = 'inflight', attempts = attempts + 1 WHERE id = ?",
+                    (m.id,),
+                )
+                m.status, m.attempts = "inflight", m.attempts + 1
+
+    async def mark_delivered(self, messages: list[Message]) -> None:
+        now = self._clock()
+        async with self._store.transaction() as tx:
+            for m in messages:
+                await tx.execute(
+                    "UPDATE messages SET status = 'delivered', delivered_at = ?, error = NULL WHERE id = ?",
+                    (now, m.id),
+                )
+        if messages:
+            self._bus.publish(
+                "message.delivered", messages[0].target_id, messages=[m.id for m in messages]
+            )
+
+    async def mark_retry(self, messages: list[Message], error: str) -> None:
+        async with self._store.transaction() as tx:
+            for m in messages:
+                await tx.execute(
+                    "UPDATE messages SET status = 'queued', error = ? WHERE id = ?", (error, m.id)
+                )
+
+    async def mark_failed(self, messages: list[Message], error: str) -> None:
+        async with self._store.transaction() as tx:
+            for m in messages:
+                await tx.execute(
+                    "UPDATE messages SET status = 'failed', error = ? WHERE id = ?", (error, m.id)
+                )
+        for m in messages:
+            self._bus.publish("message.failed", m.target_id, message=m.id, error=error)
+
+    async def fail_all(self, target_id: str, error: str) -> int:
+        pending = await self.pending(target_id)
+        await self.mark_failed(pending, error)
+        return len(pending)
+
+    async def undelivered(self) -> list[Message]:
+        """Failed messages and ones that needed retries: what `sm status` shows."""
+        rows = await self._store.fetchall(
+            "SELECT * FROM messages WHERE status = 'failed' OR (status IN ('queued','inflight') AND error IS NOT NULL)"
+            " ORDER BY id DESC LIMIT 50"
+        )
+        return [Message(**dict(r)) for r in rows]
+
+    async def counts(self) -> dict[str, int]:
+        rows = await self._store.fetchall(
+            "SELECT target_id, COUNT(*) FROM messages WHERE status IN ('queued','inflight') GROUP BY target_id"
+        )
+        return {r[0]: r[1] for r in rows}

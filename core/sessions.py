@@ -1,0 +1,167 @@
+"""Sessions: agents sm started in tmux, their identity, names and family tree.
+
+The registry keeps every live session in memory (write-through to SQLite), so
+reads on the hot paths (auth, state checks) never touch the disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Callable
+
+from core.errors import Conflict, Invalid, NotFound
+from core.store import Store
+
+NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9._-]{0,39}$")
+ID_RE = re.compile(r"^[0-9a-f]{6}$")
+
+STATES = ("starting", "idle", "busy", "waiting", "errored", "dead")
+LIVE_STATES = frozenset(STATES) - {"dead"}
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def validate_name(name: str) -> str:
+    if not NAME_RE.match(name or ""):
+        raise Invalid(
+            f"invalid name {name!r}: use 1-40 letters, digits, '.', '_' or '-', starting with a letter"
+        )
+    return name
+
+
+@dataclass
+class Session:
+    id: str
+    name: str
+    parent_id: str | None
+    provider: str
+    workdir: str
+    tmux_session: str
+    pane_id: str | None
+    token_hash: str
+    state: str
+    state_reason: str | None
+    state_since: float
+    agent_session_id: str | None
+    transcript_path: str | None
+    idle_reminded: int
+    created_at: float
+    last_activity: float
+
+    @property
+    def live(self) -> bool:
+        return self.state != "dead"
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} ({self.id})"
+
+    def public(self) -> dict[str, Any]:
+        """The fields the API and CLI show (never the token hash)."""
+        out = asdict(self)
+        out.pop("token_hash")
+        return out
+
+
+class SessionRegistry:
+    def __init__(self, store: Store, clock: Callable[[], float] = time.time) -> None:
+        self._store = store
+        self._clock = clock
+        self._live: dict[str, Session] = {}
+
+    async def load(self) -> None:
+        rows = await self._store.fetchall("SELECT * FROM sessions WHERE state != 'dead'")
+        self._live = {row["id"]: Session(**dict(row)) for row in rows}
+
+    # -- lookups --------------------------------------------------------------------
+
+    def live(self) -> list[Session]:
+        return sorted(self._live.values(), key=lambda s: s.created_at)
+
+    def get_live(self, session_id: str) -> Session | None:
+        return self._live.get(session_id)
+
+    def by_token(self, token: str) -> Session | None:
+        digest = token_hash(token)
+        for session in self._live.values():
+            if secrets.compare_digest(session.token_hash, digest):
+                return session
+        return None
+
+    async def resolve(self, ref: str) -> Session:
+        """A session by id or friendly name: live ones first, then the dead by id."""
+        ref = (ref or "").strip()
+        if not ref:
+            raise Invalid("no session given: name one by its id or name")
+        if ref in self._live:
+            return self._live[ref]
+        for session in self._live.values():
+            if session.name == ref:
+                return session
+        row = await self._store.fetchone("SELECT * FROM sessions WHERE id = ?", (ref,))
+        if row is None:
+            row = await self._store.fetchone(
+                "SELECT * FROM sessions WHERE name = ? ORDER BY created_at DESC LIMIT 1", (ref,)
+            )
+        if row is None:
+            raise NotFound(f"no session {ref!r}: see `sm status` for the sessions there are")
+        return Session(**dict(row))
+
+    def children(self, parent_id: str | None) -> list[Session]:
+        return [s for s in self.live() if s.parent_id == parent_id]
+
+    def is_self_or_descendant(self, candidate: Session, ancestor_id: str) -> bool:
+        seen: set[str] = set()
+        current: str | None = candidate.id
+        parents = {s.id: s.parent_id for s in self._live.values()}
+        parents[candidate.id] = candidate.parent_id
+        while current and current not in seen:
+            if current == ancestor_id:
+                return True
+            seen.add(current)
+            current = parents.get(current)
+        return False
+
+    # -- changes --------------------------------------------------------------------
+
+    def new_id(self) -> str:
+        while True:
+            candidate = secrets.token_hex(3)
+            if candidate not in self._live:
+                return candidate
+
+    def check_name_free(self, name: str, except_id: str | None = None) -> None:
+        validate_name(name)
+        if ID_RE.match(name):
+            raise Invalid(f"invalid name {name!r}: it looks like a session id")
+        for session in self._live.values():
+            if session.name == name and session.id != except_id:
+                raise Conflict(f"name {name!r} is taken by live session {session.id}")
+
+    async def create(self, session: Session) -> None:
+        fields = asdict(session)
+        columns = ", ".join(fields)
+        marks = ", ".join("?" for _ in fields)
+        await self._store.execute(
+            f"INSERT INTO sessions ({columns}) VALUES ({marks})", list(fields.values())
+        )
+        self._live[session.id] = session
+
+    async def update(self, session: Session, **changes: Any) -> None:
+        for key, value in changes.items():
+            setattr(session, key, value)
+        assignments = ", ".join(f"{key} = ?" for key in changes)
+        await self._store.execute(
+            f"UPDATE sessions SET {assignments} WHERE id = ?", [*changes.values(), session.id]
+        )
+        if session.state == "dead":
+            self._live.pop(session.id, None)
+
+    def touch(self, session: Session) -> None:
+        session.last_activity = self._clock()

@@ -1,0 +1,45 @@
+"""Making message text safe to put into a pane, verbatim."""
+
+from __future__ import annotations
+
+import re
+
+from core.errors import Invalid, TooLarge
+from core.tmux import ANSI_RE
+
+# C0 controls other than tab and newline, DEL, and C1 controls.
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\x80-\x9f]")
+
+
+def decode_message(raw: bytes, limit: int) -> str:
+    """Bytes from a sender, as text: UTF-8 only, within `limit` bytes."""
+    if len(raw) > limit:
+        raise TooLarge(f"message is {len(raw)} bytes; the limit is {limit} (SM_MAX_MESSAGE_BYTES)")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise Invalid(
+            f"message is not UTF-8 text (byte {exc.start}); send binary data as a file path"
+        ) from None
+
+
+def neutralise(text: str) -> str:
+    """Remove escape sequences and control bytes; keep newlines and tabs.
+
+    Carriage returns become newlines, so a CRLF message arrives as lines, not as
+    Enter presses.
+    """
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    text = ANSI_RE.sub("", text)
+    return _CONTROL_RE.sub("", text)
+
+
+def check_text(text: str, limit: int) -> str:
+    if len(text.encode("utf-8")) > limit:
+        raise TooLarge(
+            f"message is {len(text.encode('utf-8'))} bytes; the limit is {limit} (SM_MAX_MESSAGE_BYTES)"
+        )
+    cleaned = neutralise(text)
+    if not cleaned.strip():
+        raise Invalid("message is empty")
+    return cleaned

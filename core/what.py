@@ -1,0 +1,85 @@
+"""`sm output --transcript` and `sm what`: what an agent said and is doing."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import shlex
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+_TAIL_BYTES = 512 * 1024
+
+
+def last_assistant_messages(transcript: str | None, count: int = 3) -> list[str]:
+    """The last `count` assistant texts of a Claude Code JSONL transcript."""
+    if not transcript:
+        return []
+    path = Path(transcript)
+    try:
+        with path.open("rb") as fh:
+            fh.seek(0, 2)
+            size = fh.tell()
+            fh.seek(max(0, size - _TAIL_BYTES))
+            data = fh.read().decode("utf-8", errors="replace")
+    except OSError:
+        return []
+    texts: list[str] = []
+    for line in data.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(record, dict) or record.get("type") != "assistant":
+            continue
+        content = (record.get("message") or {}).get("content")
+        if isinstance(content, str):
+            parts = [content]
+        else:
+            parts = [b.get("text", "") for b in content or [] if isinstance(b, dict) and b.get("type") == "text"]
+        text = "\n".join(p for p in parts if p).strip()
+        if text:
+            texts.append(text)
+    return texts[-count:]
+
+
+def fallback_summary(name: str, state: str, reason: str | None, last: list[str], screen: str) -> str:
+    """A deterministic summary: the last assistant message and the current activity."""
+    lines = [f"{name} is {state}" + (f" ({reason})" if reason else "") + "."]
+    if last:
+        message = last[-1]
+        if len(message) > 600:
+            message = message[:599] + "…"
+        lines.append(f"Last message: {message}")
+    activity = [ln.strip() for ln in screen.splitlines() if ln.strip()][-5:]
+    if activity:
+        lines.append("Screen: " + " | ".join(activity))
+    return "\n".join(lines)
+
+
+async def summarize(command: str, context: str, timeout: float) -> str | None:
+    """Run the summarizer command with `context` on stdin; None if it can't answer in time."""
+    try:
+        argv = shlex.split(command)
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+    except (OSError, ValueError) as exc:
+        log.info("summarizer unavailable: %s", exc)
+        return None
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(context.encode()), timeout)
+    except asyncio.TimeoutError:
+        proc.kill()
+        await proc.wait()
+        log.info("summarizer took longer than %.0fs", timeout)
+        return None
+    text = out.decode("utf-8", errors="replace").strip()
+    if proc.returncode != 0 or not text:
+        return None
+    return text

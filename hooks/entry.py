@@ -1,0 +1,78 @@
+"""`sm hook <Event>`: the command Claude Code runs for each hook event.
+
+It reads the event's JSON on stdin and posts it to the server as the agent
+(`SM_TOKEN`). Outside a session sm started (no `SM_TOKEN`/`SM_SESSION_ID`) it
+does nothing, so installed hooks never disturb other Claude sessions.
+Delivery is retried; if the server is unreachable, the event goes to the
+spool, and from then on later events queue behind it there, so the server
+replays them in order. It never blocks Claude for long and always exits 0 (a
+hook that fails must fail open).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+from cli.client import ApiError, Client, ServerDown
+from core import paths
+
+RETRY_DELAYS = (0.05, 0.2, 0.5)
+
+
+def _spool(event: str, payload: dict, token: str) -> None:
+    from core import spool
+
+    spool.write(paths.spool_dir(), token, event, payload)
+
+
+def main(argv: list[str]) -> int:
+    event = argv[0] if argv else ""
+    token = os.environ.get("SM_TOKEN", "")
+    raw = sys.stdin.buffer.read()
+    if not event or not token or not os.environ.get("SM_SESSION_ID"):
+        return 0
+    try:
+        payload = json.loads(raw or b"{}")
+        if not isinstance(payload, dict):
+            payload = {"value": payload}
+    except ValueError:
+        payload = {"unparsed": raw.decode("utf-8", "replace")[:2000]}
+
+    spool_dir = paths.spool_dir()
+    backlog = spool_dir.is_dir() and any(p.suffix == ".json" for p in spool_dir.iterdir())
+    client = Client(timeout=8)
+    if backlog:
+        # Keep order: queue behind what is already spooled, then ask for a replay.
+        _spool(event, payload, token)
+        try:
+            client.request("POST", "/spool/drain", {}, timeout=8)
+        except (ServerDown, ApiError, OSError):
+            pass
+        return 0
+
+    for delay in (*RETRY_DELAYS, None):
+        try:
+            answer = client.request("POST", f"/hooks/{event}", payload)
+        except ServerDown:
+            break
+        except ApiError as exc:
+            if exc.status < 500:
+                return 0  # not a session the server knows: nothing to do
+        except OSError:
+            pass
+        else:
+            if answer:
+                sys.stdout.write(json.dumps(answer))
+            return 0
+        if delay is None:
+            break
+        time.sleep(delay)
+    _spool(event, payload, token)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

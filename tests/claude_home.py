@@ -1,0 +1,72 @@
+"""A private HOME in which the real Claude Code CLI starts without first-run screens.
+
+See /work/shared/FIELD-NOTES.md ("Claude Code, offline").  Use with
+``tests/fake_anthropic.py``::
+
+    env = make_claude_home(tmp / "home", workdir, fake.url, allow_bash=True)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CLAUDE_BIN = REPO_ROOT / ".cache" / "claude" / "node_modules" / ".bin" / "claude"
+CLAUDE_VERSION = "2.1.330"
+
+DEFAULT_API_KEY = "sk-ant-api03-fake-key-for-tests-0123456789abcdefghij"
+
+
+def claude_available() -> bool:
+    return CLAUDE_BIN.exists() and os.access(CLAUDE_BIN, os.X_OK)
+
+
+def make_claude_home(
+    root: Path,
+    workdir: Path,
+    api_key: str = DEFAULT_API_KEY,
+    allow_bash: bool = False,
+    base_url: str | None = None,
+) -> dict[str, str]:
+    """Create ``root`` as HOME for the CLI and return the env vars to run it with.
+
+    ``ANTHROPIC_BASE_URL`` is included only when ``base_url`` is given (the
+    fake server's URL is usually known only later; add it yourself then).
+    """
+    root = Path(root)
+    workdir = Path(workdir).resolve()
+    (root / ".claude").mkdir(parents=True, exist_ok=True)
+    state = {
+        "hasCompletedOnboarding": True,
+        "lastOnboardingVersion": CLAUDE_VERSION,
+        # Claude Code remembers an approved ANTHROPIC_API_KEY by its last 20 chars.
+        "customApiKeyResponses": {"approved": [api_key[-20:]], "rejected": []},
+        "hasSeenAutoDefaultNudge": True,
+        "bypassPermissionsModeAccepted": False,
+        "autoUpdates": False,
+        "projects": {
+            str(workdir): {
+                "hasTrustDialogAccepted": True,
+                "hasCompletedProjectOnboarding": True,
+                "projectOnboardingSeenCount": 1,
+                "allowedTools": [],
+            }
+        },
+    }
+    (root / ".claude.json").write_text(json.dumps(state, indent=2))
+    permissions: dict[str, object] = {"defaultMode": "default"}
+    if allow_bash:
+        permissions = {"allow": ["Bash(*)"], "defaultMode": "default"}
+    (root / ".claude" / "settings.json").write_text(json.dumps({"permissions": permissions}, indent=2))
+
+    env = {
+        "HOME": str(root),
+        "ANTHROPIC_API_KEY": api_key,
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        "DISABLE_AUTOUPDATER": "1",
+    }
+    if base_url:
+        env["ANTHROPIC_BASE_URL"] = base_url
+    return env

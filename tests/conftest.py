@@ -1,0 +1,179 @@
+"""Fixtures: a real sm-bot process on a private tmux socket and a real SQLite file.
+
+Every test gets its own state dir and tmux server (`tmux -L sm-test-<random>`),
+so tests never see each other's agents or the user's tmux. The CLI is run as
+a real subprocess against the server's real Unix socket.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+SM = str(BIN / "sm")
+SM_BOT = str(BIN / "sm-bot")
+FAKE_AGENT = ROOT / "tests" / "fake_agent.py"
+
+sys.path.insert(0, str(ROOT))
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05,
+             message: str = "condition") -> Any:
+    """Poll `condition` until it returns something truthy, or fail after `timeout`."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = condition()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {message} (last: {last!r})")
+
+
+class Server:
+    """One sm-bot process and everything it owns, for one test."""
+
+    def __init__(self, tmp: Path, extra_env: dict[str, str] | None = None) -> None:
+        self.tmp = tmp
+        self.state_dir = tmp / "state"
+        self.socket = f"sm-test-{secrets.token_hex(4)}"
+        self.workdir = tmp / "work"
+        self.workdir.mkdir(exist_ok=True)
+        self.agent_log = tmp / "agent-prompts.jsonl"
+        self.env = {
+            **os.environ,
+            "SM_STATE_DIR": str(self.state_dir),
+            "SM_TMUX_SOCKET": self.socket,
+            "SM_CONFIG": "/dev/null",
+            "SM_MONITOR_POLL_INTERVAL": "0.2",
+            "SM_SUMMARIZER_COMMAND": "sm-no-such-summarizer",
+            "SM_CLAUDE_COMMAND": f"{sys.executable} {FAKE_AGENT} --log {self.agent_log}",
+            "FAKE_AGENT_DIR": str(tmp),
+            **(extra_env or {}),
+        }
+        for key in ("SM_TOKEN", "SM_SESSION_ID", "SM_SOCKET", "TMUX"):
+            self.env.pop(key, None)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = tmp / "sm-bot.out"
+
+    @property
+    def sock_path(self) -> Path:
+        return self.state_dir / "sm.sock"
+
+    def start(self) -> "Server":
+        self.proc = subprocess.Popen(
+            [SM_BOT], env=self.env, cwd=self.tmp,
+            stdout=open(self.log, "ab"), stderr=subprocess.STDOUT,
+        )
+        wait_for(lambda: self.sm("status").returncode == 0 or self._died(), 20,
+                 message="sm-bot to answer")
+        assert self.proc.poll() is None, self.log.read_text()
+        return self
+
+    def _died(self) -> bool:
+        return self.proc is not None and self.proc.poll() is not None
+
+    def stop(self, sig: int = signal.SIGTERM) -> int | None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode if self.proc else None
+
+    def restart(self) -> "Server":
+        self.stop()
+        return self.start()
+
+    def close(self) -> None:
+        self.stop()
+        subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True)
+        uid = os.getuid()
+        for base in (os.environ.get("TMUX_TMPDIR", "/tmp"),):
+            Path(base, f"tmux-{uid}", self.socket).unlink(missing_ok=True)
+
+    # -- driving it ------------------------------------------------------------------
+
+    def sm(self, *args: str, env: dict[str, str] | None = None, input: bytes | None = None,
+           timeout: float = 30) -> subprocess.CompletedProcess[str]:
+        run_env = dict(self.env)
+        if env:
+            run_env.update(env)
+        return subprocess.run([SM, *args], env=run_env, cwd=self.workdir, input=input,
+                              capture_output=True, timeout=timeout,
+                              text=input is None)
+
+    def ok(self, *args: str, **kwargs: Any) -> str:
+        result = self.sm(*args, **kwargs)
+        assert result.returncode == 0, f"sm {' '.join(args)}: {result.stderr}"
+        return result.stdout
+
+    def json(self, *args: str, **kwargs: Any) -> Any:
+        return json.loads(self.ok(*args, "--json", **kwargs))
+
+    def session(self, ref: str) -> dict[str, Any]:
+        for s in self.json("status")["sessions"]:
+            if ref in (s["id"], s["name"]):
+                return s
+        raise AssertionError(f"no live session {ref}")
+
+    def state(self, ref: str) -> str:
+        return self.session(ref)["state"]
+
+    def wait_state(self, ref: str, state: str, timeout: float = 15) -> dict[str, Any]:
+        return wait_for(lambda: (s := self.session(ref))["state"] == state and s,
+                        timeout, 0.1, f"{ref} to be {state}")
+
+    def agent_env(self, ref: str) -> dict[str, str]:
+        """The environment an agent gets (its own SM_TOKEN), read from its tmux session."""
+        s = self.session(ref)
+        out = subprocess.run(["tmux", "-L", self.socket, "show-environment", "-t", s["tmux_session"]],
+                             capture_output=True, text=True, check=True).stdout
+        env = dict(line.split("=", 1) for line in out.splitlines() if "=" in line and not line.startswith("-"))
+        return {k: env[k] for k in ("SM_TOKEN", "SM_SESSION_ID", "SM_SOCKET") if k in env}
+
+    def screen(self, ref: str) -> str:
+        pane = self.session(ref)["pane_id"]
+        return subprocess.run(["tmux", "-L", self.socket, "capture-pane", "-p", "-t", pane],
+                              capture_output=True, text=True).stdout
+
+    def prompts(self) -> list[str]:
+        """What the fake agents saw submitted, in order."""
+        if not self.agent_log.exists():
+            return []
+        return [json.loads(line)["prompt"] for line in self.agent_log.read_text().splitlines() if line]
+
+    def owner_token(self) -> str:
+        return (self.state_dir / "owner.token").read_text().strip()
+
+
+@pytest.fixture
+def server_factory(tmp_path: Path) -> Iterator[Callable[..., Server]]:
+    made: list[Server] = []
+
+    def make(**extra_env: str) -> Server:
+        server = Server(tmp_path, extra_env)
+        made.append(server)
+        return server.start()
+
+    yield make
+    for server in made:
+        server.close()
+
+
+@pytest.fixture
+def server(server_factory: Callable[..., Server]) -> Server:
+    return server_factory()

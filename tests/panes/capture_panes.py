@@ -1,0 +1,254 @@
+"""Re-capture the pane fixtures in this directory from the real Claude Code CLI.
+
+    .venv/bin/python tests/panes/capture_panes.py [--out DIR]
+
+Runs the real binary (tests/claude_home.CLAUDE_BIN) in a private tmux server
+(200x50) against tests/fake_anthropic.py, and writes what
+``tmux capture-pane -p -t %N`` prints (plain text, no ANSI).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+TESTS = HERE.parent
+sys.path.insert(0, str(TESTS))
+
+from claude_home import CLAUDE_BIN, make_claude_home  # noqa: E402
+
+SOCKET = "sm-capture-panes"
+RULE = "─" * 20
+
+
+class Tmux:
+    def __init__(self, socket: str) -> None:
+        self.socket = socket
+
+    def __call__(self, *args: str, input: str | None = None) -> str:
+        return subprocess.run(
+            ["tmux", "-L", self.socket, "-f", "/dev/null", *args],
+            check=True, capture_output=True, text=True, input=input,
+        ).stdout
+
+    def new(self, name: str, cwd: Path, env: dict[str, str], cmd: list[str]) -> str:
+        flags: list[str] = []
+        for k, v in env.items():
+            flags += ["-e", f"{k}={v}"]
+        has_server = subprocess.run(
+            ["tmux", "-L", self.socket, "has-session"], capture_output=True
+        ).returncode == 0
+        if has_server:
+            out = self("new-window", "-d", "-P", "-F", "#{pane_id}", "-n", name,
+                       "-c", str(cwd), *flags, *cmd)
+        else:
+            out = self("new-session", "-d", "-P", "-F", "#{pane_id}", "-s", name,
+                       "-x", "200", "-y", "50", "-c", str(cwd), *flags, *cmd)
+        return out.strip()
+
+    def capture(self, pane: str) -> str:
+        return self("capture-pane", "-p", "-t", pane)
+
+    def type(self, pane: str, text: str) -> None:
+        self("send-keys", "-t", pane, "-l", text)
+
+    def key(self, pane: str, key: str) -> None:
+        self("send-keys", "-t", pane, key)
+
+    def paste(self, pane: str, text: str) -> None:
+        self("load-buffer", "-b", "cap", "-", input=text)
+        self("paste-buffer", "-p", "-d", "-b", "cap", "-t", pane)
+
+    def kill_server(self) -> None:
+        subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True)
+
+
+def wait_screen(tmux: Tmux, pane: str, pred, what: str, timeout: float = 30.0) -> str:
+    deadline = time.monotonic() + timeout
+    screen = ""
+    while time.monotonic() < deadline:
+        screen = tmux.capture(pane)
+        if pred(screen):
+            return screen
+        time.sleep(0.2)
+    raise TimeoutError(f"timed out waiting for {what}; last screen:\n{screen}")
+
+
+def footer(screen: str) -> str:
+    """Text below the input box's lower rule."""
+    lines = screen.rstrip("\n").split("\n")
+    rules = [i for i, line in enumerate(lines) if line.startswith(RULE)]
+    return "\n".join(lines[rules[-1] + 1:]) if rules else ""
+
+
+def input_line(screen: str) -> str:
+    lines = screen.split("\n")
+    rules = [i for i, line in enumerate(lines) if line.startswith(RULE)]
+    if len(rules) < 2:
+        return ""
+    return "\n".join(lines[rules[-2] + 1:rules[-1]])
+
+
+def claude_idle(screen: str) -> bool:
+    f = footer(screen)
+    return "? for shortcuts" in f and "esc to interrupt" not in f
+
+
+def claude_busy(screen: str) -> bool:
+    return "esc to interrupt" in footer(screen)
+
+
+def submit(tmux: Tmux, pane: str, text: str) -> None:
+    tmux.type(pane, text)
+    wait_screen(tmux, pane, lambda s: text[:40] in input_line(s), f"typed {text!r}")
+    time.sleep(0.3)
+    tmux.key(pane, "Enter")
+
+
+def clear_input(tmux: Tmux, pane: str) -> None:
+    tmux.key(pane, "C-c")
+    wait_screen(tmux, pane, lambda s: input_line(s).strip() == "❯", "input cleared")
+    # "Press Ctrl-C again to exit" sits in the footer for a moment.
+    wait_screen(tmux, pane, claude_idle, "footer back to idle", timeout=10)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", type=Path, default=HERE)
+    args = ap.parse_args()
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+
+    def save(name: str, screen: str) -> None:
+        (out / name).write_text(screen)
+        print(f"wrote {name}", file=sys.stderr)
+
+    fake = subprocess.Popen(
+        [sys.executable, str(TESTS / "fake_anthropic.py"), "--port", "0"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    tmux = Tmux(SOCKET)
+    tmux.kill_server()
+    cleanup: list[Path] = []
+    try:
+        url = fake.stdout.readline().strip()  # type: ignore[union-attr]
+        assert url.startswith("http://"), url
+        tmp = Path(tempfile.mkdtemp(prefix="sm-panes-"))
+        cleanup.append(tmp)
+
+        # --- Claude, Bash allowed -------------------------------------------
+        work = tmp / "work-allowed"
+        work.mkdir()
+        env = make_claude_home(tmp / "home-allowed", work, allow_bash=True)
+        env["ANTHROPIC_BASE_URL"] = url
+        pane = tmux.new("allowed", work, env, [str(CLAUDE_BIN)])
+        s = wait_screen(tmux, pane, lambda s: claude_idle(s) and "❯" in input_line(s), "startup")
+        time.sleep(1.0)  # let the banner settle
+        save("claude-startup-ready.idle.txt", tmux.capture(pane))
+
+        tmux.type(pane, "hello there, this is typed but not sent")
+        s = wait_screen(tmux, pane, lambda s: "not sent" in input_line(s), "typed input")
+        time.sleep(0.5)
+        save("claude-typed-input.idle.txt", tmux.capture(pane))
+        tmux.key(pane, "Enter")
+        s = wait_screen(tmux, pane, lambda s: claude_idle(s) and re.search(r"✻ \S+ for \d+s", s) and "ok: hello there" in s, "first turn")
+        time.sleep(0.5)
+        save("claude-after-turn.idle.txt", tmux.capture(pane))
+
+        submit(tmux, pane, "please think a while SLOW 8")
+        wait_screen(tmux, pane, claude_busy, "busy (SLOW 8)")
+        time.sleep(2.0)
+        save("claude-thinking.busy.txt", wait_screen(tmux, pane, claude_busy, "still busy"))
+        wait_screen(tmux, pane, lambda s: claude_idle(s) and "ok: please think" in s, "SLOW done", 20)
+
+        submit(tmux, pane, "RUN: sleep 5")
+        s = wait_screen(tmux, pane, lambda s: claude_busy(s) and "sleep 5" in s.split("RUN: sleep 5")[-1], "tool running")
+        time.sleep(1.5)
+        save("claude-tool-running.busy.txt", wait_screen(tmux, pane, claude_busy, "tool still running"))
+        wait_screen(tmux, pane, lambda s: claude_idle(s) and "● done" in s, "tool done", 20)
+
+        tmux.paste(pane, "first line of a pasted message\nsecond line\nthird line")
+        s = wait_screen(tmux, pane, lambda s: "third line" in input_line(s), "3-line paste")
+        time.sleep(0.5)
+        save("claude-paste-inline.idle.txt", tmux.capture(pane))
+        clear_input(tmux, pane)
+
+        tmux.paste(pane, "\n".join(f"pasted line {i}" for i in range(1, 16)))
+        s = wait_screen(tmux, pane, lambda s: "[Pasted text" in input_line(s), "15-line paste")
+        time.sleep(0.5)
+        save("claude-multiline-paste.idle.txt", tmux.capture(pane))
+        clear_input(tmux, pane)
+
+        # --- Claude, Bash not allowed: the permission dialog ------------------
+        work = tmp / "work-ask"
+        work.mkdir()
+        env = make_claude_home(tmp / "home-ask", work, allow_bash=False)
+        env["ANTHROPIC_BASE_URL"] = url
+        pane = tmux.new("ask", work, env, [str(CLAUDE_BIN)])
+        wait_screen(tmux, pane, lambda s: claude_idle(s) and "❯" in input_line(s), "startup (ask)")
+        time.sleep(1.0)
+        # `echo hi` is read-only, so 2.1.330 runs it without asking; `touch` asks.
+        submit(tmux, pane, "RUN: touch made-by-claude.txt")
+        s = wait_screen(tmux, pane, lambda s: "Do you want to proceed?" in s, "permission dialog")
+        time.sleep(1.0)
+        save("claude-bash-permission.waiting.txt", tmux.capture(pane))
+        tmux.key(pane, "1")
+        wait_screen(tmux, pane, lambda s: claude_idle(s) and "● done" in s, "after permission")
+
+        # --- Claude, startup dialogs (key not approved / folder not trusted) --
+        work = tmp / "work-key"
+        work.mkdir()
+        env = make_claude_home(tmp / "home-key", work, allow_bash=False)
+        cj = tmp / "home-key" / ".claude.json"
+        state = json.loads(cj.read_text())
+        state["customApiKeyResponses"] = {"approved": [], "rejected": []}
+        cj.write_text(json.dumps(state))
+        env["ANTHROPIC_BASE_URL"] = url
+        pane = tmux.new("key", work, env, [str(CLAUDE_BIN)])
+        wait_screen(tmux, pane, lambda s: "Do you want to use this API key?" in s, "API key dialog")
+        time.sleep(1.0)
+        save("claude-api-key-prompt.waiting.txt", tmux.capture(pane))
+
+        work = tmp / "work-untrusted"
+        work.mkdir()
+        env = make_claude_home(tmp / "home-untrusted", tmp / "somewhere-else", allow_bash=False)
+        env["ANTHROPIC_BASE_URL"] = url
+        pane = tmux.new("untrusted", work, env, [str(CLAUDE_BIN)])
+        wait_screen(tmux, pane, lambda s: "Yes, I trust this folder" in s, "trust dialog")
+        time.sleep(1.0)
+        save("claude-trust-dialog.waiting.txt", tmux.capture(pane))
+
+        # --- A plain shell ----------------------------------------------------
+        pane = tmux.new("shell", tmp, {"PS1": "$ "}, ["bash", "--noprofile", "--norc", "-i"])
+        wait_screen(tmux, pane, lambda s: s.rstrip().endswith("$"), "shell prompt")
+        tmux.type(pane, "echo hello")
+        tmux.key(pane, "Enter")
+        wait_screen(tmux, pane, lambda s: s.rstrip().endswith("hello\n$"), "echo done")
+        save("shell-prompt.idle.txt", tmux.capture(pane))
+        tmux.type(pane, "sleep 5")
+        tmux.key(pane, "Enter")
+        wait_screen(tmux, pane, lambda s: s.rstrip().endswith("$ sleep 5"), "sleep started")
+        time.sleep(1.0)
+        save("shell-running.busy.txt", tmux.capture(pane))
+    finally:
+        tmux.kill_server()
+        fake.terminate()
+        fake.wait(5)
+        # Exiting shells still write history files for a moment after kill-server.
+        deadline = time.monotonic() + 5
+        while any(d.exists() for d in cleanup) and time.monotonic() < deadline:
+            for d in cleanup:
+                shutil.rmtree(d, ignore_errors=True)
+            time.sleep(0.5)
+
+
+if __name__ == "__main__":
+    main()
