@@ -9,9 +9,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-from pathlib import Path
-from typing import Any
-from urllib.parse import quote
 
 from core import paths
 
@@ -32,24 +29,29 @@ def token() -> str:
         return explicit
     path = paths.owner_token_path()
     try:
-        return path.read_text().strip()
+        with open(path, encoding="utf-8") as fh:
+            return fh.read().strip()
     except FileNotFoundError:
         return ""
     except PermissionError:
         raise ApiError(401, f"cannot read the owner token {path}") from None
 
 
+_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+
+
 def segment(value: str) -> str:
-    return quote(value, safe="")
+    """Percent-encode one URL path segment (urllib.parse costs 3 ms to import)."""
+    return "".join(chr(b) if b in _SAFE else f"%{b:02X}" for b in value.encode("utf-8"))
 
 
 class Client:
-    def __init__(self, socket_path: Path | None = None, timeout: float = 30.0) -> None:
-        self.socket_path = socket_path or paths.socket_path()
+    def __init__(self, socket_path: object = None, timeout: float = 30.0) -> None:
+        self.socket_path = str(socket_path or paths.socket_path())
         self.timeout = timeout
 
-    def request(self, method: str, path: str, body: dict[str, Any] | None = None,
-                timeout: float | None = None) -> Any:
+    def request(self, method: str, path: str, body: dict | None = None,
+                timeout: float | None = None) -> object:
         payload = b"" if body is None else json.dumps(body).encode()
         head = (
             f"{method} {path} HTTP/1.1\r\nHost: sm\r\nConnection: close\r\n"
@@ -61,7 +63,7 @@ class Client:
         sock.settimeout(timeout or self.timeout)
         try:
             try:
-                sock.connect(str(self.socket_path))
+                sock.connect(self.socket_path)
             except (FileNotFoundError, ConnectionRefusedError) as exc:
                 raise ServerDown(str(self.socket_path)) from exc
             sock.sendall(head.encode() + b"\r\n" + payload)

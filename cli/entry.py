@@ -1,8 +1,14 @@
 """The `sm` console script.
 
-`sm hook <Event>` runs on every Claude Code tool call, so it is dispatched
-before click is imported (click costs ~25 ms to import); everything else goes
-through the click command group in cli.main.
+Agents run `sm` constantly, and importing click costs ~25 ms here, more than
+everything else `sm status` does. So the hottest calls are dispatched before
+click is imported:
+
+* `sm hook <Event>` (every Claude Code tool call), and
+* `sm status [--json]` and `sm children [--json]` in exactly those forms.
+
+They run the same functions the click commands call (cli/common.py). Any
+other form, `--help` included, goes through click in cli/main.py.
 """
 
 from __future__ import annotations
@@ -11,10 +17,16 @@ import sys
 
 
 def main() -> None:
-    if len(sys.argv) > 1 and sys.argv[1] == "hook" and "--help" not in sys.argv:
+    args = sys.argv[1:]
+    if len(args) >= 1 and args[0] == "hook" and "--help" not in args and "-h" not in args:
         from hooks.entry import main as hook_main
 
-        sys.exit(hook_main(sys.argv[2:]))
+        sys.exit(hook_main(args[1:]))
+    if args in (["status"], ["status", "--json"], ["children"], ["children", "--json"]):
+        from cli import common
+
+        getattr(common, args[0])(len(args) == 2)
+        return
     from cli.main import main as cli_main
 
     cli_main()

@@ -6,66 +6,19 @@ failed (one line on stderr); 2 the server is not running.
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import sys
-import time
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 
-from cli.client import ApiError, Client, ServerDown, segment
-
-START_HINT = "sm: the sm server is not running; start it with: sm-bot"
-
-
-def fail(message: str, code: int = 1) -> NoReturn:
-    click.echo(f"sm: {message}", err=True)
-    sys.exit(code)
+from cli import common
+from cli.client import segment
+from cli.common import call, emit_json, fail, table
 
 
-def call(method: str, path: str, body: dict[str, Any] | None = None, timeout: float | None = None) -> Any:
-    try:
-        return Client().request(method, path, body, timeout=timeout)
-    except ServerDown:
-        click.echo(START_HINT, err=True)
-        sys.exit(2)
-    except ApiError as exc:
-        fail(str(exc))
-    except OSError as exc:
-        fail(f"cannot talk to the server: {exc}")
-
-
-def emit_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2))
-
-
-def ago(timestamp: float | None) -> str:
-    if not timestamp:
-        return "-"
-    seconds = max(0, int(time.time() - timestamp))
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m"
-    return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
-
-
-def state_text(s: dict[str, Any]) -> str:
-    return s["state"] + (f" ({s['state_reason']})" if s.get("state_reason") else "")
-
-
-def table(sessions: list[dict[str, Any]]) -> None:
-    if not sessions:
-        click.echo("(no sessions)")
-        return
-    click.echo(f"{'ID':<7} {'NAME':<20} {'PROVIDER':<8} {'AGE':>6} {'QUEUED':>6}  STATE")
-    for s in sessions:
-        click.echo(
-            f"{s['id']:<7} {s['name'][:20]:<20} {s['provider']:<8} {ago(s['created_at']):>6} "
-            f"{s.get('queued', ''):>6}  {state_text(s)}"
-        )
+def echo(text: str) -> None:
+    click.echo(text)
 
 
 def read_text(text: str) -> str:
@@ -158,8 +111,7 @@ def kill(session: str) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def children(as_json: bool) -> None:
     """My child sessions (the owner's: sessions with no parent)."""
-    sessions = call("GET", "/sessions?scope=children")
-    emit_json(sessions) if as_json else table(sessions)
+    common.children(as_json)
 
 
 @cli.command()
@@ -186,6 +138,8 @@ def what(session: str, as_json: bool) -> None:
 def attach(session: str) -> None:
     """Attach this terminal to SESSION's tmux session."""
     out = call("GET", f"/sessions/{segment(session)}")
+    import shutil
+
     command = out["attach"]
     if not sys.stdout.isatty() or not shutil.which(command[0]):
         click.echo(" ".join(command))
@@ -214,17 +168,7 @@ def name(args: tuple[str, ...]) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def status(as_json: bool) -> None:
     """Who I am, every live session, and messages that could not be delivered."""
-    out = call("GET", "/status")
-    if as_json:
-        emit_json(out)
-        return
-    you = out["you"]
-    click.echo(f"you: {you['name']}" + (f" ({you['id']}), {state_text(you)}" if "id" in you else ""))
-    table(out["sessions"])
-    if out["undelivered"]:
-        click.echo("\nundelivered:")
-        for m in out["undelivered"]:
-            click.echo(f"  #{m['id']} to {m['target']} from {m['from']} [{m['status']}]: {m['error']}")
+    common.status(as_json)
 
 
 def _others() -> list[dict[str, Any]]:
@@ -248,7 +192,7 @@ def alone() -> None:
 def others(as_json: bool) -> None:
     """Other live agents working in my workspace (git root)."""
     sessions = _others()
-    emit_json(sessions) if as_json else table(sessions)
+    emit_json(sessions) if as_json else echo(table(sessions))
 
 
 @cli.command()

@@ -169,11 +169,11 @@ class Settings(BaseSettings):
 
     @property
     def owner_token_path(self) -> Path:
-        return paths.owner_token_path(self.state_dir)
+        return Path(paths.owner_token_path(str(self.state_dir)))
 
     @property
     def spool_dir(self) -> Path:
-        return paths.spool_dir(self.state_dir)
+        return Path(paths.spool_dir(str(self.state_dir)))
 
     def command_for(self, provider: str) -> str:
         return str(getattr(self, f"{provider}_command"))

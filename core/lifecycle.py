@@ -112,7 +112,11 @@ class Lifecycle:
             argv += ["--settings", str(self.claude_settings)]
         # tmux 3.3 replaces PATH with its client's even when given with -e,
         # so PATH (which must find `sm`) rides on the command line instead.
-        return shlex.join(["/usr/bin/env", f"PATH={env['PATH']}", *argv])
+        # tmux sometimes loses a dead pane's exit status, so a small sh wrapper
+        # prints it as the pane's last line (see EXIT_LINE_RE in core.monitor).
+        wrapper = '"$@"; s=$?; printf "\\n[sm] agent exited with status %s\\n" "$s"; exit "$s"'
+        return shlex.join(["/usr/bin/env", f"PATH={env['PATH']}", "/bin/sh", "-c", wrapper,
+                           "sm-agent", *argv])
 
     async def spawn(
         self,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from typing import Callable
 
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 # How long a hook-driven agent's screen must look idle before sm believes the
 # screen over a missing Stop hook.
 LOST_STOP_AFTER = 3.0
+EXIT_LINE_RE = re.compile(r"^\[sm\] agent exited with status (\d+)$")
 RECHECK_EVERY = 2.0
 
 
@@ -55,6 +57,7 @@ class Monitor:
         self._activity: dict[str, int] = {}
         self._last_capture: dict[str, float] = {}
         self._screen_idle_since: dict[str, float] = {}
+        self._dead_since: dict[str, float] = {}
         self._task: asyncio.Task[None] | None = None
         self._tmux_down = False
 
@@ -111,14 +114,29 @@ class Monitor:
     async def _pane_died(self, session: Session, pane: PaneInfo) -> None:
         if undeliverable(session):
             return
-        last = ""
+        # tmux marks the pane dead when its terminal closes, a moment before it
+        # reaps the process; wait a tick or two for the exit status.
+        first_seen = self._dead_since.setdefault(session.id, self._clock())
+        if pane.dead_status is None and self._clock() - first_seen < 0.5:
+            return
+        code = pane.dead_status
+        words: list[str] = []
         try:
             screen = await self._tmux.capture(pane.pane_id, lines=200)
-            last = next((ln.strip() for ln in reversed(screen.splitlines())
-                         if ln.strip() and not ln.startswith("Pane is dead")), "")
         except Unavailable:
-            pass
-        status = f"status {pane.dead_status}" if pane.dead_status is not None else "no status"
+            screen = ""
+        for line in reversed(screen.splitlines()):
+            line = line.strip()
+            if not line or line.startswith("Pane is dead"):
+                continue
+            found = EXIT_LINE_RE.match(line)
+            if found:
+                code = int(found.group(1)) if code is None else code
+                continue
+            words.append(line)
+            break
+        last = words[0] if words else ""
+        status = f"status {code}" if code is not None else "no status"
         if session.state == "starting":
             reason = f"failed to start: exited with {status}"
         else:

@@ -23,9 +23,11 @@ RETRY_DELAYS = (0.05, 0.2, 0.5)
 
 
 def _spool(event: str, payload: dict, token: str) -> None:
+    from pathlib import Path
+
     from core import spool
 
-    spool.write(paths.spool_dir(), token, event, payload)
+    spool.write(Path(paths.spool_dir()), token, event, payload)
 
 
 def main(argv: list[str]) -> int:
@@ -42,7 +44,10 @@ def main(argv: list[str]) -> int:
         payload = {"unparsed": raw.decode("utf-8", "replace")[:2000]}
 
     spool_dir = paths.spool_dir()
-    backlog = spool_dir.is_dir() and any(p.suffix == ".json" for p in spool_dir.iterdir())
+    try:
+        backlog = any(name.endswith(".json") and not name.startswith(".") for name in os.listdir(spool_dir))
+    except OSError:
+        backlog = False
     client = Client(timeout=8)
     if backlog:
         # Keep order: queue behind what is already spooled, then ask for a replay.

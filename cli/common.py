@@ -1,0 +1,86 @@
+"""What every `sm` command shares: calling the API, failing, printing.
+
+Click-free on purpose: `sm status` and `sm children` run through here without
+importing click at all (see cli/entry.py), which keeps their cold start low.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import NoReturn
+
+from cli.client import ApiError, Client, ServerDown
+
+START_HINT = "sm: the sm server is not running; start it with: sm-bot"
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    sys.stderr.write(f"sm: {message}\n")
+    sys.exit(code)
+
+
+def call(method: str, path: str, body: dict | None = None, timeout: float | None = None) -> object:
+    """One API call; on failure, one line on stderr and exit 1 (or 2: server down)."""
+    try:
+        return Client().request(method, path, body, timeout=timeout)
+    except ServerDown:
+        sys.stderr.write(START_HINT + "\n")
+        sys.exit(2)
+    except ApiError as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(f"cannot talk to the server: {exc}")
+
+
+def emit_json(data: object) -> None:
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+
+
+def ago(timestamp: float | None) -> str:
+    if not timestamp:
+        return "-"
+    seconds = max(0, int(time.time() - timestamp))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m"
+    return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
+
+
+def state_text(s: dict) -> str:
+    return s["state"] + (f" ({s['state_reason']})" if s.get("state_reason") else "")
+
+
+def table(sessions: list) -> str:
+    if not sessions:
+        return "(no sessions)"
+    lines = [f"{'ID':<7} {'NAME':<20} {'PROVIDER':<8} {'AGE':>6} {'QUEUED':>6}  STATE"]
+    for s in sessions:
+        lines.append(
+            f"{s['id']:<7} {s['name'][:20]:<20} {s['provider']:<8} {ago(s['created_at']):>6} "
+            f"{s.get('queued', ''):>6}  {state_text(s)}"
+        )
+    return "\n".join(lines)
+
+
+def status_text(out: dict) -> str:
+    you = out["you"]
+    lines = ["you: " + you["name"] + (f" ({you['id']}), {state_text(you)}" if "id" in you else "")]
+    lines.append(table(out["sessions"]))
+    if out.get("undelivered"):
+        lines.append("\nundelivered:")
+        for m in out["undelivered"]:
+            lines.append(f"  #{m['id']} to {m['target']} from {m['from']} [{m['status']}]: {m['error']}")
+    return "\n".join(lines)
+
+
+def status(as_json: bool) -> None:
+    out = call("GET", "/status")
+    emit_json(out) if as_json else print(status_text(out))  # type: ignore[arg-type]
+
+
+def children(as_json: bool) -> None:
+    sessions = call("GET", "/sessions?scope=children")
+    emit_json(sessions) if as_json else print(table(sessions))  # type: ignore[arg-type]
