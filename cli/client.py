@@ -46,16 +46,18 @@ def segment(value: str) -> str:
 
 
 class Client:
-    def __init__(self, socket_path: object = None, timeout: float = 30.0) -> None:
+    def __init__(self, socket_path: object = None, timeout: float = 30.0,
+                 token: str | None = None) -> None:
         self.socket_path = str(socket_path or paths.socket_path())
         self.timeout = timeout
+        self.token = token
 
     def request(self, method: str, path: str, body: dict | None = None,
                 timeout: float | None = None) -> object:
         payload = b"" if body is None else json.dumps(body).encode()
         head = (
             f"{method} {path} HTTP/1.1\r\nHost: sm\r\nConnection: close\r\n"
-            f"Authorization: Bearer {token()}\r\nContent-Length: {len(payload)}\r\n"
+            f"Authorization: Bearer {self.token if self.token is not None else token()}\r\nContent-Length: {len(payload)}\r\n"
         )
         if body is not None:
             head += "Content-Type: application/json\r\n"

@@ -100,8 +100,12 @@ def _id_list(value: Any) -> Any:
 
 
 class Settings(BaseSettings):
+    # An empty variable means "not set", as it does for the CLI (core/paths.py):
+    # `SM_STATE_DIR=` must not put the database in the working directory, and
+    # the empty lines of .env.example must load.
     model_config = SettingsConfigDict(
-        env_prefix="SM_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+        env_prefix="SM_", env_file=".env", env_file_encoding="utf-8", extra="ignore",
+        env_ignore_empty=True,
     )
 
     # Where the database, API socket, owner token, spool and logs live.

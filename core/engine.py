@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 from core import spool
 from core.config import Settings
-from core.delivery import Delivery, DeliveryTuning
+from core.delivery import Delivery, DeliveryTuning, undeliverable
 from core.errors import Invalid
 from core.events import EventBus
 from core.hookevents import HOOK_EVENTS, HookEvents
@@ -177,15 +177,22 @@ class Engine:
         if mode not in MODES:
             raise Invalid(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
         target = await self.resolve(ref)
-        if not target.live:
-            raise Invalid(f"{target.label} is dead; messages can't be delivered to it")
+        self._check_deliverable(target)
         body = check_text(text, self.settings.max_message_bytes)
         return await self.queue.enqueue(target.id, body, sender_id=caller.id,
                                         sender_label=caller.label, mode=mode)
 
+    @staticmethod
+    def _check_deliverable(target: Session) -> None:
+        if not target.live:
+            raise Invalid(f"{target.label} is dead; messages can't be delivered to it")
+        if undeliverable(target):
+            raise Invalid(f"{target.label} can't take messages: {target.state_reason}")
+
     async def send_as_owner(self, ref: str, text: str, mode: str, label: str) -> Message:
         """Input from the person (Telegram, or the terminal) under a label of its own."""
         target = await self.resolve(ref)
+        self._check_deliverable(target)
         body = check_text(text, self.settings.max_message_bytes)
         return await self.queue.enqueue(target.id, body, sender_id=None, sender_label=label,
                                         mode=mode)

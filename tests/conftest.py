@@ -27,6 +27,8 @@ FAKE_AGENT = ROOT / "tests" / "fake_agent.py"
 
 sys.path.insert(0, str(ROOT))
 
+from cli.client import Client  # noqa: E402
+
 
 def wait_for(condition: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05,
              message: str = "condition") -> Any:
@@ -158,6 +160,24 @@ class Server:
 
     def owner_token(self) -> str:
         return (self.state_dir / "owner.token").read_text().strip()
+
+    def client(self, token: str | None = None) -> Client:
+        """An API client over the real socket, as the owner unless given an agent's token."""
+        return Client(self.sock_path, token=token or self.owner_token())
+
+    def spawn_agent(self, name: str, prompt: str = "", **extra: Any) -> dict[str, Any]:
+        """A fake Claude agent (tests/fake_agent.py, real hooks), ready for input."""
+        session = self.client().request("POST", "/sessions", {"name": name, "prompt": prompt,
+                                                               "provider": "claude", **extra})
+        if not prompt:
+            self.wait_state(name, "idle")
+        return session
+
+    def wait_prompt(self, predicate: Callable[[str], bool], timeout: float = 15,
+                    message: str = "a prompt") -> str:
+        """The first prompt any fake agent received that matches `predicate`."""
+        return wait_for(lambda: next((p for p in self.prompts() if predicate(p)), None),
+                        timeout, 0.05, message)
 
 
 @pytest.fixture
