@@ -46,6 +46,7 @@ class DeliveryTuning:
     interrupt_timeout: float = 10.0
     clear_timeout: float = 15.0
     inline_bytes: int = 4096
+    batch_bytes: int = 8192  # pending messages go in together up to this size
 
 
 # Why an errored session can still take input: an API error leaves the agent at
@@ -120,6 +121,22 @@ class Delivery:
         if worker:
             worker.submitted.set()
 
+    async def confirm_prompt(self, session: Session, prompt: str) -> list[int]:
+        """Mark in-flight messages whose text the submitted prompt carries as delivered.
+
+        This is what settles a batch that a crash of the server left in flight,
+        when its UserPromptSubmit hook is replayed from the spool.
+        """
+        provider = get_provider(session.provider)
+        inflight = [m for m in await self._queue.pending(session.id) if m.status == "inflight"]
+        matched = [m for m in inflight if self.render(m, provider)[:200] in prompt]
+        if not matched:
+            return []
+        changed = await self._queue.mark_delivered(matched)
+        for callback in self._delivered_listeners:
+            callback(session.id)
+        return changed
+
     def note_cleared(self, session_id: str) -> None:
         """SessionStart with source=clear arrived."""
         self._clearing.discard(session_id)
@@ -180,7 +197,7 @@ class Delivery:
         provider = get_provider(session.provider)
 
         if pending[0].mode == "urgent":
-            batch = _batch([m for m in pending if m.mode == "urgent"])
+            batch = _batch([m for m in pending if m.mode == "urgent"], self.tuning.batch_bytes)
             if session.state in ("busy", "waiting"):
                 await self._tmux.press(session.pane_id, provider.interrupt_key)
                 if not await self._await_idle(worker, session, provider):
@@ -189,12 +206,16 @@ class Delivery:
         else:
             if session.state not in ("idle", "errored"):
                 return False
-            batch = _batch(pending)
+            batch = _batch(pending, self.tuning.batch_bytes)
 
         if batch[0].kind == "clear":
             return await self._clear(worker, session, provider, batch[0])
 
         reading = await self._read(session, provider)
+        leftover = [m for m in batch if m.status == "inflight"]
+        if leftover:
+            # A crash of the server left this batch in flight: finish it, never paste twice.
+            return await self._resume(worker, session, provider, leftover, reading)
         if reading.input_text:
             # Someone is typing in this pane: never type over them.
             log.info("%s: input box holds text; holding %d message(s)", session.label, len(batch))
@@ -222,6 +243,35 @@ class Delivery:
         await self._queue.mark_retry(batch, error)
         self._retry_later(worker, self.tuning.retry_delay)
         return False
+
+    async def _resume(self, worker: _Worker, session: Session, provider: Provider,
+                      batch: list[Message], reading: ScreenReading) -> bool:
+        box = reading.input_text
+        if box and not _looks_like_ours(box, provider):
+            self._retry_later(worker, self.tuning.retry_delay)  # a person's text: wait
+            return False
+        if box:
+            log.info("%s: resuming a batch a crash left in the input box", session.label)
+            worker.submitted.clear()
+            for _ in range(self.tuning.enter_retries):
+                await self._tmux.press(session.pane_id or "", "Enter")
+                if provider.has_hooks and await _wait(worker.submitted, self.tuning.confirm_timeout):
+                    break
+                if not (await self._read(session, provider)).input_text:
+                    break
+            else:
+                await self._queue.mark_retry(batch, "could not submit a batch left in the input box")
+                self._retry_later(worker, self.tuning.retry_delay)
+                return False
+            await self._queue.mark_delivered(batch)
+            for callback in self._delivered_listeners:
+                callback(session.id)
+            return True
+        # Empty box and no hook says it went in: it was never submitted. Send it again.
+        await self._queue.mark_retry(batch, "in flight when sm stopped; sent again")
+        for m in batch:
+            m.status = "queued"
+        return True
 
     def render(self, message: Message, provider: Provider) -> str:
         body = message.body
@@ -321,13 +371,23 @@ class Delivery:
         return True
 
 
-def _batch(pending: list[Message]) -> list[Message]:
-    """Pending messages that go in together: up to (not past) a clear."""
+def _looks_like_ours(box: str, provider: Provider) -> bool:
+    """Text in an input box that sm put there: every message starts with its header."""
+    text = box.lstrip()
+    if provider.header_prefix and text.startswith(provider.header_prefix.strip()):
+        text = text[len(provider.header_prefix.strip()) :].lstrip()
+    return text.startswith(("[from ", "[sm]", "[Pasted text"))
+
+
+def _batch(pending: list[Message], limit: int) -> list[Message]:
+    """Pending messages that go in together: up to (not past) a clear, within `limit` bytes."""
     if pending[0].kind == "clear":
         return pending[:1]
-    batch = []
+    batch: list[Message] = []
+    size = 0
     for message in pending:
-        if message.kind == "clear":
+        size += len(message.body.encode("utf-8"))
+        if message.kind == "clear" or (batch and size > limit):
             break
         batch.append(message)
     return batch

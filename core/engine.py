@@ -97,11 +97,9 @@ class Engine:
         self.owner_token = ensure_owner_token(self.settings.owner_token_path)
         await self.registry.load()
         await self.lifecycle.adopt()
+        # Hooks spooled while sm was down are replayed first: a spooled
+        # UserPromptSubmit settles a batch that a crash left in flight.
         await self.drain_spool()
-        # Messages caught in flight by a crash go back to the queue: the
-        # deliverer looks at the input box before pasting, so nothing is typed twice
-        # into a box that still holds it.
-        await self.store.execute("UPDATE messages SET status = 'queued' WHERE status = 'inflight'")
         self.monitor.start()
         await self.waits.start()
         for session in self.registry.live():

@@ -66,6 +66,8 @@ class HookEvents:
                 await self._states.set(session, "idle", source=source)
         elif event == "UserPromptSubmit":
             self._delivery.note_submitted(session.id)
+            if payload.get("prompt"):
+                await self._delivery.confirm_prompt(session, str(payload["prompt"]))
             await self._states.set(session, "busy", source=source)
         elif event == "PreToolUse":
             tool = str(payload.get("tool_name", ""))

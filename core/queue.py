@@ -105,18 +105,22 @@ class MessageQueue:
                 )
                 m.status, m.attempts = "inflight", m.attempts + 1
 
-    async def mark_delivered(self, messages: list[Message]) -> None:
+    async def mark_delivered(self, messages: list[Message]) -> list[int]:
+        """Mark delivered; returns (and announces) the ids that were not already."""
         now = self._clock()
+        changed = []
         async with self._store.transaction() as tx:
             for m in messages:
-                await tx.execute(
-                    "UPDATE messages SET status = 'delivered', delivered_at = ?, error = NULL WHERE id = ?",
+                rows = await tx.execute_rowcount(
+                    "UPDATE messages SET status = 'delivered', delivered_at = ?, error = NULL"
+                    " WHERE id = ? AND status != 'delivered'",
                     (now, m.id),
                 )
-        if messages:
-            self._bus.publish(
-                "message.delivered", messages[0].target_id, messages=[m.id for m in messages]
-            )
+                if rows:
+                    changed.append(m.id)
+        if changed:
+            self._bus.publish("message.delivered", messages[0].target_id, messages=changed)
+        return changed
 
     async def mark_retry(self, messages: list[Message], error: str) -> None:
         async with self._store.transaction() as tx:

@@ -44,6 +44,12 @@ class Store:
     @classmethod
     async def open(cls, path: Path) -> "Store":
         path.parent.mkdir(parents=True, exist_ok=True)
+        # SQLite creates the -wal and -shm files with the main file's mode, and
+        # they hold rows too: make the file private before SQLite opens it.
+        path.touch(mode=0o600, exist_ok=True)
+        for private in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            if private.exists():
+                private.chmod(0o600)
         conn = await aiosqlite.connect(path, isolation_level=None)
         conn.row_factory = aiosqlite.Row
         try:
@@ -56,7 +62,6 @@ class Store:
         except BaseException:
             await conn.close()
             raise
-        path.chmod(0o600)
         return store
 
     async def _migrate(self) -> None:
@@ -130,6 +135,12 @@ class Transaction:
         rowid = cursor.lastrowid
         await cursor.close()
         return rowid or 0
+
+    async def execute_rowcount(self, sql: str, params: Iterable[Any] = ()) -> int:
+        cursor = await self._conn.execute(sql, tuple(params))
+        count = cursor.rowcount
+        await cursor.close()
+        return count
 
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[aiosqlite.Row]:
         async with self._conn.execute(sql, tuple(params)) as cursor:

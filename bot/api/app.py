@@ -86,6 +86,13 @@ def field(data: dict[str, Any], name: str, kind: type | tuple[type, ...], defaul
         raise Invalid(f"field {name!r} must be a number")
     if not isinstance(value, kind):
         raise Invalid(f"field {name!r} has the wrong type")
+    if isinstance(value, str):
+        # JSON may carry lone surrogates ("\udce9", what json.dumps makes of
+        # argv bytes that are not UTF-8); no pane or database takes them.
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise Invalid(f"field {name!r} is not valid UTF-8 text") from None
     return value
 
 

@@ -87,6 +87,11 @@ def openapi_spec() -> dict[str, Any]:
             "/spool/drain": {"post": _op("Replay hook events spooled while the server was unreachable")},
             "/events": {"get": {"summary": "Server-sent events: every engine event",
                                 "responses": {"200": {"description": "text/event-stream"}}}},
+            "/openapi.json": {"get": _op("This description of the API")},
+            "/docs": {"get": {"summary": "This description of the API as a readable page",
+                              "responses": {"200": {"description": "ok",
+                                                    "content": {"text/html": {"schema": STR}}},
+                                            "401": _ERROR}}},
         },
     }
 
