@@ -25,6 +25,9 @@ from core.queue import MODES
 log = logging.getLogger(__name__)
 
 ENGINE = web.AppKey("engine", Engine)
+# Set when the server shuts down, so that open /events streams end at once
+# instead of holding the shutdown until aiohttp's timeout cancels them.
+CLOSING = web.AppKey("closing", asyncio.Event)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -232,14 +235,22 @@ async def events(request: web.Request) -> web.StreamResponse:
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream",
                                            "Cache-Control": "no-cache"})
     await response.prepare(request)
+    closing = request.app[CLOSING]
     with engine.bus.subscribe() as subscription:
         await response.write(b": connected\n\n")
-        while True:
-            try:
-                event = await asyncio.wait_for(subscription.__anext__(), 15)
-                payload = f"event: {event['type']}\ndata: {json.dumps(event)}\n\n"
-            except asyncio.TimeoutError:
+        while not closing.is_set():
+            get = asyncio.ensure_future(subscription.__anext__())
+            stop = asyncio.ensure_future(closing.wait())
+            await asyncio.wait({get, stop}, timeout=15, return_when=asyncio.FIRST_COMPLETED)
+            stop.cancel()
+            if not get.done():
+                get.cancel()  # a cancelled Queue.get loses no event
+                if closing.is_set():
+                    break
                 payload = ": keep-alive\n\n"
+            else:
+                event = get.result()
+                payload = f"event: {event['type']}\ndata: {json.dumps(event)}\n\n"
             try:
                 await response.write(payload.encode())
             except (ConnectionResetError, RuntimeError):
@@ -262,6 +273,12 @@ def build_app(engine: Engine) -> web.Application:
         client_max_size=engine.settings.max_message_bytes * 6 + 65536,
     )
     app[ENGINE] = engine
+    app[CLOSING] = asyncio.Event()
+
+    async def close_event_streams(app: web.Application) -> None:
+        app[CLOSING].set()
+
+    app.on_shutdown.append(close_event_streams)
     app.router.add_get("/health", health)
     app.router.add_get("/me", whoami)
     app.router.add_get("/status", status)

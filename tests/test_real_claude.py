@@ -1,0 +1,86 @@
+"""Delivery to the real Claude Code CLI (2.1.330, installed by scripts/test).
+
+The model behind it is tests/fake_anthropic.py on loopback, so the agent is
+real (its TUI, its paste handling, its hooks through sm's --settings file)
+and its answers are scripted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from claude_home import CLAUDE_BIN, claude_available, make_claude_home
+from conftest import Server, wait_for
+
+pytestmark = pytest.mark.claude
+
+
+@pytest.fixture
+def fake_model(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    log = tmp_path / "model-requests.jsonl"
+    proc = subprocess.Popen([sys.executable, str(Path(__file__).parent / "fake_anthropic.py"),
+                             "--port", "0", "--log-requests", str(log)],
+                            stdout=subprocess.PIPE, text=True)
+    url = proc.stdout.readline().strip() if proc.stdout else ""
+    assert url.startswith("http://127.0.0.1:"), url
+    yield url, log
+    proc.terminate()
+    proc.wait(10)
+
+
+def user_texts(log: Path) -> list[str]:
+    if not log.exists():
+        return []
+    texts = []
+    for line in log.read_text().splitlines():
+        body = json.loads(line)
+        for message in body.get("messages", []):
+            if message.get("role") != "user":
+                continue
+            content = message.get("content")
+            blocks = [content] if isinstance(content, str) else [
+                b.get("text", "") if b.get("type") == "text" else json.dumps(b.get("content", ""))
+                for b in content or [] if isinstance(b, dict)]
+            texts.extend(blocks)
+    return texts
+
+
+@pytest.fixture
+def claude_server(server_factory, tmp_path: Path, fake_model: tuple[str, Path]) -> Server:
+    if not claude_available():
+        message = f"Claude Code is not installed at {CLAUDE_BIN}; run ./scripts/test"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    url, _ = fake_model
+    env = make_claude_home(tmp_path / "home", tmp_path / "work", allow_bash=True, base_url=url)
+    return server_factory(SM_CLAUDE_COMMAND=str(CLAUDE_BIN), **env)
+
+
+def test_real_claude_gets_messages_and_reports_state_through_hooks(
+        claude_server: Server, fake_model: tuple[str, Path]) -> None:
+    server, (_, log) = claude_server, fake_model
+    session = server.client().request("POST", "/sessions", {"name": "real", "prompt": "hello real claude\nsecond line",
+                                                            "dir": str(server.workdir)})
+    # The first message waits for the agent to be ready, then goes in as one input.
+    wait_for(lambda: any("[from owner] hello real claude\nsecond line" in t for t in user_texts(log)),
+             60, 0.2, "the model to receive the first message")
+    server.wait_state("real", "idle", 60)
+    assert server.session("real")["agent_session_id"], "SessionStart hook never bound Claude's session id"
+
+    # A second message makes the real agent run `sm` through its Bash tool, as itself.
+    server.ok("send", "real", "RUN: sm status --json > status.json && touch ran-it.txt")
+    workdir = Path(session["workdir"])
+    wait_for(lambda: (workdir / "ran-it.txt").exists(), 60, 0.2, "the tool call to run")
+    status = json.loads((workdir / "status.json").read_text())
+    assert status["you"]["id"] == session["id"], "the agent's sm did not act as the agent"
+    server.wait_state("real", "idle", 60)
+    assert server.session("real")["queued"] == 0
+    assert server.ok("output", "real", "--transcript").strip().endswith("done")
