@@ -167,9 +167,10 @@ class Monitor:
         if reading.state is None:
             return
         if not provider.has_hooks or session.state == "starting":
-            await self._states.set(session, reading.state,
-                                   session.state_reason if reading.state == "waiting" else None,
-                                   source="screen")
+            reason = None
+            if reading.state == "waiting":
+                reason = session.state_reason or "a dialog on screen needs an answer"
+            await self._states.set(session, reading.state, reason, source="screen")
             return
         # Hooks are the truth for this agent; the screen only repairs lost ones.
         if session.state in ("busy", "waiting") and reading.state == "idle":

@@ -43,6 +43,50 @@ def wait_for(condition: Callable[[], Any], timeout: float = 10.0, interval: floa
     raise AssertionError(f"timed out after {timeout}s waiting for {message} (last: {last!r})")
 
 
+class EventStream:
+    """GET /events over the real socket, read by a thread into a list."""
+
+    def __init__(self, sock_path: Path, token: str) -> None:
+        import socket
+        import threading
+
+        self.events: list[dict[str, Any]] = []
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._sock.connect(str(sock_path))
+        self._sock.sendall(f"GET /events HTTP/1.1\r\nHost: sm\r\nAuthorization: Bearer {token}\r\n\r\n".encode())
+        self._connected = threading.Event()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+        wait_for(self._connected.is_set, 10, message="the event stream to open")
+
+    def _read(self) -> None:
+        buffer = b""
+        while True:
+            try:
+                chunk = self._sock.recv(65536)
+            except OSError:
+                return
+            if not chunk:
+                return
+            buffer += chunk
+            if b": connected" in buffer:
+                self._connected.set()
+            *lines, buffer = buffer.split(b"\n")
+            for line in lines:
+                line = line.strip()
+                # chunked transfer: data lines are intact inside chunks for our small events
+                if line.startswith(b"data: "):
+                    self.events.append(json.loads(line[6:]))
+
+    def wait(self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 15,
+             message: str = "an event") -> dict[str, Any]:
+        return wait_for(lambda: next((e for e in self.events if predicate(e)), None), timeout,
+                        0.05, message)
+
+    def close(self) -> None:
+        self._sock.close()
+
+
 class Server:
     """One sm-bot process and everything it owns, for one test."""
 
@@ -160,6 +204,9 @@ class Server:
 
     def owner_token(self) -> str:
         return (self.state_dir / "owner.token").read_text().strip()
+
+    def events(self) -> EventStream:
+        return EventStream(self.sock_path, self.owner_token())
 
     def client(self, token: str | None = None) -> Client:
         """An API client over the real socket, as the owner unless given an agent's token."""

@@ -106,3 +106,33 @@ def test_hook_outside_a_managed_session_does_nothing(server: Server) -> None:
                             input=b'{"hook_event_name": "Stop"}', env=env, capture_output=True, timeout=30)
     assert result.returncode == 0 and result.stdout == b""
     assert not (server.state_dir / "spool").exists() or not list((server.state_dir / "spool").iterdir())
+
+
+def test_one_idle_reminder_after_the_idle_timeout(server_factory) -> None:
+    server = server_factory(SM_MONITOR_IDLE_TIMEOUT="1")
+    events = server.events()
+    try:
+        server.spawn_agent("eng", "a short task")
+        reminder = events.wait(lambda e: e["type"] == "idle.reminder", 15, "an idle reminder")
+        assert reminder["name"] == "eng" and reminder["idle_seconds"] >= 1
+        time.sleep(2.5)  # several monitor ticks past the timeout: still only one
+        assert len([e for e in events.events if e["type"] == "idle.reminder"]) == 1
+    finally:
+        events.close()
+
+
+def test_events_describe_a_message_from_queue_to_delivery(server: Server) -> None:
+    server.spawn_agent("eng")
+    events = server.events()
+    try:
+        server.ok("send", "eng", "traced")
+        queued = events.wait(lambda e: e["type"] == "message.queued")
+        assert queued["text"] == "traced" and queued["sender_label"] == "owner"
+        delivered = events.wait(lambda e: e["type"] == "message.delivered")
+        assert queued["message"] in delivered["messages"]
+        busy = events.wait(lambda e: e["type"] == "state.changed" and e["state"] == "busy")
+        turn = events.wait(lambda e: e["type"] == "turn.finished")
+        assert turn["text"] == "ok: [from owner] traced"
+        assert busy["session"] == turn["session"] == queued["session"]
+    finally:
+        events.close()

@@ -51,7 +51,8 @@ def test_stopping_with_an_events_stream_open_is_prompt_and_clean(server: Server)
     try:
         conn.request("GET", "/events", headers=auth_headers(server, OWNER))
         response = conn.getresponse()
-        assert response.status == 200 and response.readline() == b": connected\n"
+        assert response.status == 200
+        assert response.readline() == b": connected\n" and response.readline() == b"\n"
         started = time.monotonic()
         assert server.stop() == 0
         # Not held until aiohttp's shutdown timeout (2 s) cancels the stream.
