@@ -53,6 +53,7 @@ async def run(settings: Settings, redactor: RedactSecrets | None = None) -> int:
         return 1
     engine = await Engine.open(settings)
     api = ApiServer(engine)
+    telegram = None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -63,28 +64,52 @@ async def run(settings: Settings, redactor: RedactSecrets | None = None) -> int:
             redactor.secrets.append(engine.owner_token)
         await api.start()
         if settings.telegram_token:
-            log.warning("Telegram support is not built yet; running headless")
-        print(HEADLESS_BANNER.format(socket=settings.socket_path, state_dir=settings.state_dir),
-              file=sys.stderr, flush=True)
+            from bot.telegram import TelegramFrontEnd
+
+            telegram = TelegramFrontEnd(engine, settings)
+            await telegram.start()
+            log.info("Telegram bot running (chat %s)", settings.telegram_chat_id)
+        else:
+            print(HEADLESS_BANNER.format(socket=settings.socket_path, state_dir=settings.state_dir),
+                  file=sys.stderr, flush=True)
         log.info("sm-bot ready (%d live session(s))", len(engine.registry.live()))
         await stop.wait()
         log.info("shutting down; agents keep running in tmux (socket %s)", settings.tmux_socket)
     finally:
+        if telegram is not None:
+            await telegram.stop()
         await api.stop()
         await engine.stop()
     return 0
 
 
+def _describe(exc: ValidationError) -> str:
+    """pydantic's report on one line, each problem named as the user sets it."""
+    problems = []
+    for err in exc.errors():
+        name = ".".join(str(part) for part in err["loc"])
+        problems.append(f"{name} (SM_{name.upper()}): {err['msg']} (got {err.get('input')!r})")
+    return "; ".join(problems)
+
+
 def main() -> None:
     try:
         settings = load_settings()
-    except (ValidationError, ValueError) as exc:
+    except ValidationError as exc:
+        print(f"sm-bot: bad configuration: {_describe(exc)}", file=sys.stderr)
+        sys.exit(1)
+    except ValueError as exc:
         print(f"sm-bot: bad configuration: {exc}", file=sys.stderr)
         sys.exit(1)
-    redactor = setup_logging(settings.log_level, settings.state_dir, [settings.telegram_token])
     try:
+        redactor = setup_logging(settings.log_level, settings.state_dir, [settings.telegram_token])
         sys.exit(asyncio.run(run(settings, redactor)))
     except StoreError as exc:
+        print(f"sm-bot: {exc}", file=sys.stderr)
+        sys.exit(1)
+    except OSError as exc:
+        # A port in use, a state dir that cannot be made: one line, as the CLI does.
+        log.debug("sm-bot could not start", exc_info=True)
         print(f"sm-bot: {exc}", file=sys.stderr)
         sys.exit(1)
 

@@ -79,6 +79,13 @@ class YamlConfigSource(PydanticBaseSettingsSource):
             doc = yaml.safe_load(path.read_text()) or {}
         except FileNotFoundError as exc:
             raise ValueError(f"config file {path} does not exist (SM_CONFIG)") from exc
+        except OSError as exc:
+            raise ValueError(f"cannot read config file {path}: {exc.strerror or exc}") from exc
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" (line {mark.line + 1})" if mark is not None else ""
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise ValueError(f"config file {path} is not valid YAML{where}: {problem}") from exc
         if not isinstance(doc, dict):
             raise ValueError(f"config file {path} must hold a mapping of sections")
         known = set(self.settings_cls.model_fields)
@@ -138,6 +145,16 @@ class Settings(BaseSettings):
     telegram_api_url: str = "https://api.telegram.org"
     telegram_allowed_chat_ids: Annotated[list[int], NoDecode] = []
     telegram_allowed_user_ids: Annotated[list[int], NoDecode] = []
+    # /new may only start agents in directories under these roots (default: your home).
+    telegram_allowed_roots: Annotated[list[Path], NoDecode] = Field(
+        default=[Path("~")], validate_default=True)  # so the default "~" is expanded too
+    # Provider that /new starts.
+    telegram_default_provider: str = "claude"
+    # Language of mirrored text (a person's own replies follow their Telegram language).
+    telegram_locale: str = "en"
+    # Telegram's group limit: this many sends per window (seconds), all topics together.
+    telegram_group_per_window: int = 20
+    telegram_rate_window: float = 60.0
     # Logging level for sm-bot.
     log_level: str = "INFO"
 
@@ -145,6 +162,26 @@ class Settings(BaseSettings):
     @classmethod
     def _parse_ids(cls, value: Any) -> Any:
         return _id_list(value)
+
+    @field_validator("log_level", mode="after")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        if value.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return value.upper()
+
+    @field_validator("telegram_allowed_roots", mode="before")
+    @classmethod
+    def _parse_roots(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            return json.loads(text) if text.startswith("[") else [p for p in text.split(os.pathsep) if p]
+        return value
+
+    @field_validator("telegram_allowed_roots", mode="after")
+    @classmethod
+    def _expand_roots(cls, value: list[Path]) -> list[Path]:
+        return [p.expanduser().resolve() for p in value]
 
     @field_validator("state_dir", mode="after")
     @classmethod

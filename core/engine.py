@@ -187,13 +187,16 @@ class Engine:
         if undeliverable(target):
             raise Invalid(f"{target.label} can't take messages: {target.state_reason}")
 
-    async def send_as_owner(self, ref: str, text: str, mode: str, label: str) -> Message:
+    async def send_as_owner(self, ref: str, text: str, mode: str, label: str,
+                            origin: str | None = None) -> Message:
         """Input from the person (Telegram, or the terminal) under a label of its own."""
+        if mode not in MODES:
+            raise Invalid(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
         target = await self.resolve(ref)
         self._check_deliverable(target)
         body = check_text(text, self.settings.max_message_bytes)
         return await self.queue.enqueue(target.id, body, sender_id=None, sender_label=label,
-                                        mode=mode)
+                                        mode=mode, origin=origin)
 
     async def wait(self, caller: Caller, ref: str, seconds: float) -> int:
         if caller.session is None:

@@ -58,3 +58,42 @@ CREATE TABLE waits (
     outcome     TEXT                             -- idle | timeout | dead
 );
 CREATE INDEX waits_pending ON waits(target_id) WHERE fired_at IS NULL;
+
+-- migration 2: Telegram topics and the outbox
+
+-- The forum topic that mirrors each session (one per session and chat).
+CREATE TABLE topics (
+    session_id       TEXT PRIMARY KEY REFERENCES sessions(id),
+    chat_id          INTEGER NOT NULL,
+    thread_id        INTEGER,                    -- NULL until Telegram created it
+    name             TEXT NOT NULL,
+    card_message_id  INTEGER,                    -- the pinned status card
+    closed           INTEGER NOT NULL DEFAULT 0
+);
+
+-- Everything sm sends to Telegram, durable and in order per chat. The sender
+-- coalesces consecutive texts for one topic, honours rate limits and 429s,
+-- and never drops an item: after an outage everything goes out in order.
+CREATE TABLE outbox (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    chat_id     INTEGER NOT NULL,
+    session_id  TEXT,                            -- the topic it goes to (NULL: the chat itself)
+    kind        TEXT NOT NULL,                   -- text | document | card | topic | ack
+    coalesce    TEXT,                            -- items with the same key replace older pending ones
+    payload     TEXT NOT NULL,                   -- JSON
+    status      TEXT NOT NULL DEFAULT 'pending', -- pending | sent | failed
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    error       TEXT,
+    created_at  REAL NOT NULL,
+    sent_at     REAL,
+    message_id  INTEGER                          -- what Telegram called the message, once sent
+);
+CREATE INDEX outbox_pending ON outbox(chat_id, status, id);
+
+-- Which Telegram message mirrors which session, so a reply to it is input to that session.
+CREATE TABLE mirrored (
+    chat_id     INTEGER NOT NULL,
+    message_id  INTEGER NOT NULL,
+    session_id  TEXT NOT NULL,
+    PRIMARY KEY (chat_id, message_id)
+);

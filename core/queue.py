@@ -53,6 +53,7 @@ class MessageQueue:
         sender_label: str,
         mode: str = "sequential",
         kind: str = "text",
+        origin: str | None = None,
     ) -> Message:
         now = self._clock()
         message_id = await self._store.execute(
@@ -71,6 +72,7 @@ class MessageQueue:
             mode=mode,
             kind=kind,
             text=body,
+            origin=origin,
         )
         for callback in self._on_enqueue:
             callback(target_id)

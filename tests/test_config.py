@@ -229,3 +229,38 @@ def test_env_example_copied_to_dotenv_loads_with_the_defaults(clean_env) -> None
     shutil.copy(EXAMPLE, clean_env / ".env")
     assert load_settings().model_dump() == Settings(_env_file=None).model_dump()
     assert "SM_TELEGRAM_TOKEN=\n" in EXAMPLE.read_text()  # no token ships in the example
+
+
+def test_config_that_is_not_yaml_is_an_error_naming_the_file_and_line(monkeypatch, tmp_path) -> None:
+    path = write_yaml(tmp_path, monkeypatch, "server:\n  port: 1\n  host: [unclosed\n")
+    with pytest.raises(ValueError, match=r"config\.yaml is not valid YAML \(line \d+\)"):
+        load_settings()
+    assert path.exists()
+
+
+def test_config_that_is_a_directory_is_an_error_naming_it(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("SM_CONFIG", str(tmp_path))
+    with pytest.raises(ValueError, match="cannot read config file"):
+        load_settings()
+
+
+def test_log_level_is_checked_and_any_case_is_accepted(monkeypatch) -> None:
+    monkeypatch.setenv("SM_LOG_LEVEL", "debug")
+    assert load_settings().log_level == "DEBUG"
+    monkeypatch.setenv("SM_LOG_LEVEL", "chatty")
+    with pytest.raises(ValueError, match="SM_LOG_LEVEL|log_level"):
+        load_settings()
+
+
+def test_default_allowed_root_is_the_home_directory_expanded() -> None:
+    # /new compares resolved directories against the roots: a literal "~" would match nothing.
+    home = Path(os.environ["HOME"]).resolve()
+    assert load_settings().telegram_allowed_roots == [home]
+
+
+def test_allowed_roots_accept_a_path_list_or_json(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("SM_TELEGRAM_ALLOWED_ROOTS", f"~/src{os.pathsep}{tmp_path}")
+    home = Path(os.environ["HOME"]).resolve()
+    assert load_settings().telegram_allowed_roots == [home / "src", tmp_path.resolve()]
+    monkeypatch.setenv("SM_TELEGRAM_ALLOWED_ROOTS", f'["{tmp_path}"]')
+    assert load_settings().telegram_allowed_roots == [tmp_path.resolve()]

@@ -1,0 +1,55 @@
+"""What the bot's commands and buttons do, as text for a topic."""
+
+from __future__ import annotations
+
+import shlex
+
+from aiogram.utils.i18n import gettext as _
+
+from bot.mirror import card_text
+from bot.render import STATE_ICONS, esc, pre
+from core.engine import Engine
+from core.sessions import Session
+
+
+async def status_html(engine: Engine, session: Session) -> str:
+    queued = (await engine.queue.counts()).get(session.id, 0)
+    return card_text(session, queued)
+
+
+async def output_html(engine: Engine, session: Session) -> str:
+    try:
+        return pre(await engine.output(session.id, 30))
+    except Exception as exc:
+        return "⚠️ " + esc(str(exc))
+
+
+async def what_html(engine: Engine, session: Session) -> str:
+    summary = await engine.what(session.id)
+    return "🔎 " + esc(summary["summary"])
+
+
+def attach_html(engine: Engine, session: Session) -> str:
+    command = shlex.join(engine.tmux.attach_command(session.tmux_session))
+    return _("Attach from a terminal:") + f"\n<code>{esc(command)}</code>"
+
+
+def list_html(engine: Engine) -> str:
+    sessions = engine.registry.live()
+    if not sessions:
+        return _("No sessions. Start one with /new")
+    lines = [f"{STATE_ICONS.get(s.state, '')} <b>{esc(s.name)}</b> <code>{s.id}</code> — {esc(s.state)}"
+             for s in sessions]
+    return "\n".join(lines)
+
+
+def help_html() -> str:
+    return "\n".join([
+        _("<b>sm</b> — your agents, one topic each."),
+        _("Write in a session's topic to send it input; start with ! (or /urgent) to interrupt it."),
+        "/new [path] [prompt] — " + _("start a session"),
+        "/list — " + _("sessions and their state"),
+        "/status [id] — " + _("a session's status"),
+        "/kill [id] — " + _("kill a session"),
+        "/open [id] — " + _("how to attach from a terminal"),
+    ])

@@ -1,0 +1,59 @@
+"""Button presses on status cards and confirmations."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiogram import Router
+from aiogram.types import CallbackQuery
+from aiogram.utils.i18n import gettext as _
+
+from bot import actions
+from bot.keyboards import CONFIRM_FIRST, SessionAction, confirm_keyboard
+from bot.render import esc
+from bot.services import BotServices
+from core.errors import SmError
+from core.lifecycle import Caller
+
+router = Router(name="buttons")
+
+
+@router.callback_query(SessionAction.filter())
+async def session_action(query: CallbackQuery, callback_data: SessionAction, tg: BotServices) -> None:
+    chat_id = query.message.chat.id if query.message else tg.mirror.chat_id
+    try:
+        session = await tg.engine.resolve(callback_data.sid)
+    except SmError as exc:
+        await query.answer(str(exc), show_alert=True)
+        return
+    action = callback_data.action
+    if action in CONFIRM_FIRST and not callback_data.confirmed:
+        await query.answer()
+        question = _("Kill {name}?") if action == "kill" else _("Clear {name}'s context?")
+        await tg.post(chat_id, session, question.format(name=f"<b>{esc(session.name)}</b>"),
+                      confirm_keyboard(action, session.id, _("Yes"), _("No")))
+        return
+    if action == "kill":
+        await tg.engine.kill(Caller(None), session.id)
+        await query.answer(_("Killed"))
+    elif action == "clear":
+        await tg.engine.clear(Caller(None), session.id)
+        await query.answer(_("Clearing"))
+    elif action == "status":
+        await query.answer()
+        await tg.post(chat_id, session, await actions.status_html(tg.engine, session))
+    elif action == "output":
+        await query.answer()
+        await tg.post(chat_id, session, await actions.output_html(tg.engine, session))
+    elif action == "attach":
+        await query.answer()
+        await tg.post(chat_id, session, actions.attach_html(tg.engine, session))
+    elif action == "what":
+        await query.answer(_("Asking…"))
+
+        async def summarise() -> None:
+            await tg.post(chat_id, session, await actions.what_html(tg.engine, session))
+
+        asyncio.get_running_loop().create_task(summarise())
+    else:
+        await query.answer()

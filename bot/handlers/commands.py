@@ -1,0 +1,111 @@
+"""Slash commands: /new, /list, /status, /kill, /open, /help."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from aiogram import Router
+from aiogram.filters import Command, CommandObject, CommandStart
+from aiogram.types import Message
+from aiogram.utils.i18n import gettext as _
+
+from bot import actions
+from bot.keyboards import confirm_keyboard, list_keyboard
+from bot.render import esc
+from bot.services import BotServices
+from core.errors import SmError
+from core.lifecycle import Caller
+from core.sessions import Session
+
+router = Router(name="commands")
+
+
+async def target(message: Message, command: CommandObject, tg: BotServices) -> Session | None:
+    """The session named in the command, or else the topic's session; replies if neither."""
+    ref = (command.args or "").strip()
+    try:
+        if ref:
+            return await tg.engine.resolve(ref.split()[0])
+    except SmError as exc:
+        await tg.reply(message, "⚠️ " + esc(str(exc)))
+        return None
+    session = await tg.topic_session(message)
+    if session is None:
+        await tg.reply(message, _("Name a session (id or name), or use this command in its topic."))
+    return session
+
+
+def allowed_dir(path: str, roots: list[Path]) -> Path | None:
+    candidate = Path(os.path.expanduser(path)).resolve()
+    if not candidate.is_dir():
+        return None
+    return candidate if any(candidate == r or r in candidate.parents for r in roots) else None
+
+
+@router.message(CommandStart())
+@router.message(Command("help"))
+async def help_(message: Message, tg: BotServices) -> None:
+    await tg.reply(message, actions.help_html())
+
+
+@router.message(Command("new"))
+async def new(message: Message, command: CommandObject, tg: BotServices) -> None:
+    args = (command.args or "").strip()
+    roots = tg.settings.telegram_allowed_roots
+    workdir, prompt = roots[0], args
+    first = args.split(maxsplit=1)[0] if args else ""
+    if first.startswith(("/", "~", ".")):
+        found = allowed_dir(first, roots)
+        if found is None:
+            await tg.reply(message, "⚠️ " + _("{path} is not an existing directory under the allowed roots ({roots})").format(
+                path=esc(first), roots=esc(", ".join(str(r) for r in roots))))
+            return
+        workdir, prompt = found, args[len(first):].strip()
+    try:
+        session = await tg.engine.spawn(Caller(None), prompt, provider=tg.settings.telegram_default_provider,
+                                        workdir=str(workdir))
+    except SmError as exc:
+        await tg.reply(message, "⚠️ " + esc(str(exc)))
+        return
+    if session.state == "errored":
+        await tg.reply(message, "⚠️ " + esc(f"{session.label}: {session.state_reason}"))
+        return
+    await tg.reply(message, "🚀 " + _("Started {name} in {dir}; it has its own topic.").format(
+        name=f"<b>{esc(session.name)}</b> <code>{session.id}</code>", dir=f"<code>{esc(str(workdir))}</code>"))
+
+
+@router.message(Command("list"))
+async def list_(message: Message, tg: BotServices) -> None:
+    sessions = tg.engine.registry.live()
+    links = {}
+    for s in sessions:
+        topic = await tg.topics.get(s.id)
+        if topic and topic.thread_id:
+            link = tg.topic_link(topic.chat_id, topic.thread_id)
+            if link:
+                links[s.id] = link
+    markup = list_keyboard([(s.id, f"{s.name} · {s.state}") for s in sessions], links)
+    await tg.reply(message, actions.list_html(tg.engine), markup)
+
+
+@router.message(Command("status"))
+async def status(message: Message, command: CommandObject, tg: BotServices) -> None:
+    session = await target(message, command, tg)
+    if session:
+        await tg.reply(message, await actions.status_html(tg.engine, session))
+
+
+@router.message(Command("kill"))
+async def kill(message: Message, command: CommandObject, tg: BotServices) -> None:
+    session = await target(message, command, tg)
+    if session:
+        await tg.reply(message, _("Kill {name}?").format(name=f"<b>{esc(session.name)}</b>"),
+                       confirm_keyboard("kill", session.id, _("Yes, kill it"), _("No")))
+
+
+@router.message(Command("open"))
+async def open_(message: Message, command: CommandObject, tg: BotServices) -> None:
+    session = await target(message, command, tg)
+    if session:
+        await tg.reply(message, actions.attach_html(tg.engine, session))

@@ -1,0 +1,65 @@
+"""Text in a session's topic (or a reply to a mirrored message) is input to that session."""
+
+from __future__ import annotations
+
+from aiogram import F, Router
+from aiogram.filters import Command, CommandObject
+from aiogram.types import Message
+from aiogram.utils.i18n import gettext as _
+
+from bot.render import esc
+from bot.services import BotServices
+from core.errors import SmError
+from core.sessions import Session
+
+router = Router(name="topic_messages")
+
+
+async def session_for(message: Message, tg: BotServices) -> Session | None:
+    session = await tg.topic_session(message)
+    if session is not None:
+        return session
+    reply = message.reply_to_message
+    # In a forum every topic message "replies" to the topic's first message;
+    # only a reply to another message is a real one.
+    if reply and reply.message_id != message.message_thread_id:
+        session_id = await tg.topics.session_of_message(message.chat.id, reply.message_id)
+        if session_id:
+            try:
+                return await tg.engine.resolve(session_id)
+            except SmError:
+                return None
+    return None
+
+
+async def send(message: Message, tg: BotServices, text: str, mode: str) -> None:
+    session = await session_for(message, tg)
+    if session is None:
+        return  # not addressed to a session: the General topic is for commands
+    who = message.from_user.username or message.from_user.first_name if message.from_user else "owner"
+    try:
+        queued = await tg.engine.send_as_owner(session.id, text, mode, f"owner via telegram ({who})",
+                                               origin="telegram")
+    except SmError as exc:
+        await tg.reply(message, "⚠️ " + esc(str(exc)), reply_to=True)
+        return
+    label = _("queued") if mode == "sequential" else _("queued ({mode})").format(mode=mode)
+    ack = await tg.reply(message, "⏳ " + label, reply_to=True)
+    tg.mirror.acks[queued.id] = ack
+
+
+@router.message(Command("urgent"))
+async def urgent(message: Message, command: CommandObject, tg: BotServices) -> None:
+    if command.args:
+        await send(message, tg, command.args, "urgent")
+
+
+@router.message(F.text)
+async def text(message: Message, tg: BotServices) -> None:
+    body = message.text or ""
+    if body.startswith("/"):
+        return  # an unknown command is not input
+    if body.startswith("!") and len(body) > 1:
+        await send(message, tg, body[1:].lstrip(), "urgent")
+    else:
+        await send(message, tg, body, "sequential")

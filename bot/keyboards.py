@@ -1,0 +1,51 @@
+"""Inline keyboards and their callback data (aiogram CallbackData factories).
+
+Callback data stays far inside Telegram's 64 bytes: a short prefix, an action
+of a few letters and a 6-character session id (e.g. `s:kill:a1b2c3:1`).
+"""
+
+from __future__ import annotations
+
+from aiogram.filters.callback_data import CallbackData
+from aiogram.types import InlineKeyboardMarkup
+from aiogram.utils.keyboard import InlineKeyboardBuilder
+
+ACTIONS = ("status", "output", "what", "attach", "clear", "kill")
+CONFIRM_FIRST = frozenset({"clear", "kill"})
+
+
+class SessionAction(CallbackData, prefix="s"):
+    action: str
+    sid: str
+    confirmed: bool = False
+
+
+class OpenTopic(CallbackData, prefix="o"):
+    sid: str
+
+
+def card_keyboard(session_id: str, labels: dict[str, str]) -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    for action in ACTIONS:
+        builder.button(text=labels[action], callback_data=SessionAction(action=action, sid=session_id))
+    builder.adjust(4, 2)
+    return builder.as_markup()
+
+
+def confirm_keyboard(action: str, session_id: str, yes: str, no: str) -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    builder.button(text=yes, callback_data=SessionAction(action=action, sid=session_id, confirmed=True))
+    builder.button(text=no, callback_data=SessionAction(action="status", sid=session_id))
+    return builder.as_markup()
+
+
+def list_keyboard(sessions: list[tuple[str, str]], link: dict[str, str]) -> InlineKeyboardMarkup | None:
+    """One button per session: a link to its topic where there is one."""
+    builder = InlineKeyboardBuilder()
+    for session_id, label in sessions:
+        if session_id in link:
+            builder.button(text=label, url=link[session_id])
+        else:
+            builder.button(text=label, callback_data=SessionAction(action="status", sid=session_id))
+    builder.adjust(1)
+    return builder.as_markup() if sessions else None

@@ -1,0 +1,182 @@
+"""The mirror: engine events become messages in each session's forum topic.
+
+It subscribes to the engine's event bus and puts what a person should see
+into the outbox; it never calls Telegram itself. Into a session's topic go:
+every `sm send` to it (`engineer → architect (urgent): …`), the agent's final
+answer of each turn, idle / waiting / errored / dead transitions, spawn and
+kill, and a pinned status card that is edited as the state changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from aiogram.utils.i18n import I18n
+from aiogram.utils.i18n import gettext as _
+
+from bot.keyboards import card_keyboard
+from bot.outbox import Outbox
+from bot.render import STATE_ICONS, ago, cut, esc
+from bot.topics import Topics
+from core.engine import Engine
+from core.events import Event
+from core.sessions import Session
+
+log = logging.getLogger(__name__)
+
+
+def topic_name(session: Session) -> str:
+    return f"{session.name} · {session.id}"
+
+
+def button_labels() -> dict[str, str]:
+    return {"status": _("Status"), "output": _("Output"), "what": _("What"),
+            "attach": _("Attach"), "clear": _("Clear"), "kill": _("Kill")}
+
+
+def card_text(session: Session, queued: int = 0) -> str:
+    icon = STATE_ICONS.get(session.state, "")
+    lines = [f"{icon} <b>{esc(session.name)}</b> <code>{session.id}</code> · {esc(session.provider)}",
+             _("State: {state}").format(state=esc(session.state))
+             + (f" — {esc(session.state_reason)}" if session.state_reason else ""),
+             _("Directory: {dir}").format(dir=f"<code>{esc(session.workdir)}</code>")]
+    if queued:
+        lines.append(_("Queued messages: {n}").format(n=queued))
+    lines.append(_("Since {ago} ago").format(ago=ago(session.state_since)))
+    return "\n".join(lines)
+
+
+class Mirror:
+    def __init__(self, engine: Engine, outbox: Outbox, topics: Topics, chat_id: int, i18n: I18n) -> None:
+        self._engine = engine
+        self._outbox = outbox
+        self._topics = topics
+        self.chat_id = chat_id
+        self._i18n = i18n
+        self._task: asyncio.Task[None] | None = None
+        # Telegram inputs waiting for their "delivered" acknowledgement: message id -> ack item.
+        self.acks: dict[int, int] = {}
+
+    async def start(self) -> None:
+        subscription = self._engine.bus.subscribe()
+        await self._adopt()
+        self._task = asyncio.get_running_loop().create_task(self._run(subscription), name="mirror")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _adopt(self) -> None:
+        """Every live session has an open topic; reopen the topics of adopted ones."""
+        with self._i18n.context():
+            for session in self._engine.registry.live():
+                topic = await self._topics.get(session.id)
+                if topic is None:
+                    await self._new_topic(session)
+                elif topic.closed:
+                    await self._outbox.put(self.chat_id, "topic", {"action": "reopen"}, session.id)
+                    await self.card(session)
+
+    async def _run(self, subscription: Any) -> None:
+        with subscription, self._i18n.context():
+            async for event in subscription:
+                try:
+                    await self.handle(event)
+                except Exception:
+                    log.exception("mirroring %s failed", event.get("type"))
+
+    async def _session(self, session_id: str | None) -> Session | None:
+        if not session_id:
+            return None
+        try:
+            return await self._engine.resolve(session_id)
+        except Exception:
+            return None
+
+    async def text(self, session_id: str | None, html: str, full_text: str | None = None,
+                   filename: str = "message.txt") -> int:
+        """A message into a topic; with `full_text`, also the whole text as a file."""
+        item = await self._outbox.put(self.chat_id, "text", {"html": html}, session_id)
+        if full_text is not None:
+            await self._outbox.put(self.chat_id, "document",
+                                   {"content": full_text, "filename": filename}, session_id)
+        return item
+
+    async def card(self, session: Session) -> None:
+        queued = (await self._engine.queue.counts()).get(session.id, 0)
+        await self._outbox.put(
+            self.chat_id, "card",
+            {"html": card_text(session, queued),
+             "reply_markup": card_keyboard(session.id, button_labels()).model_dump(exclude_none=True)},
+            session.id, coalesce=f"card:{session.id}",
+        )
+
+    async def _new_topic(self, session: Session) -> None:
+        await self._topics.ensure(session.id, self.chat_id, topic_name(session))
+        await self._outbox.put(self.chat_id, "topic", {"action": "create"}, session.id)
+        await self.card(session)
+
+    async def handle(self, event: Event) -> None:
+        kind = event["type"]
+        session = await self._session(event.get("session"))
+        if session is None:
+            return
+        if kind == "session.spawned":
+            await self._new_topic(session)
+            parent = await self._session(event.get("parent"))
+            who = esc(parent.name) if parent else _("you")
+            await self.text(session.id, "🚀 " + _("Spawned by {who} in {dir}").format(
+                who=who, dir=f"<code>{esc(session.workdir)}</code>"))
+        elif kind == "session.renamed":
+            await self._outbox.put(self.chat_id, "topic", {"action": "rename", "name": topic_name(session)},
+                                   session.id)
+            await self.card(session)
+        elif kind == "message.queued":
+            await self._queued(session, event)
+        elif kind == "message.delivered":
+            for message_id in event.get("messages", []):
+                ack = self.acks.pop(message_id, None)
+                if ack is not None:
+                    await self._outbox.put(self.chat_id, "edit", {"item": ack, "html": "✅ " + _("delivered")},
+                                           session.id)
+        elif kind == "turn.finished":
+            text, was_cut = cut(event.get("text", ""))
+            await self.text(session.id, "🤖 " + esc(text), event["text"] if was_cut else None,
+                            f"{session.name}-answer.txt")
+        elif kind == "state.changed":
+            await self.card(session)
+            state = event["state"]
+            reason = f": {esc(event['reason'])}" if event.get("reason") else ""
+            if state == "idle" and event.get("previous") in ("busy", "waiting"):
+                await self.text(session.id, "💤 " + _("idle"))
+            elif state == "waiting":
+                await self.text(session.id, "✋ " + _("waiting for an answer") + reason)
+            elif state == "errored":
+                await self.text(session.id, "⚠️ " + _("errored") + reason)
+            elif state == "dead":
+                await self.text(session.id, "💀 " + _("dead") + reason)
+                await self._outbox.put(self.chat_id, "topic", {"action": "close"}, session.id)
+        elif kind == "idle.reminder":
+            minutes = max(1, round(event.get("idle_seconds", 0) / 60))
+            await self.text(session.id, "💤 " + _("idle for {n} min").format(n=minutes))
+        elif kind == "permission.needed":
+            detail, _cut = cut(str(event.get("input") or ""), 600)
+            await self.text(session.id, "✋ " + _("{tool} needs permission").format(tool=esc(str(event.get("tool"))))
+                            + (f"\n<pre>{esc(detail)}</pre>" if detail else ""))
+
+    async def _queued(self, target: Session, event: Event) -> None:
+        if event.get("kind") == "clear":
+            await self.text(target.id, "🧹 " + _("clear queued by {who}").format(who=esc(event["sender_label"])))
+            return
+        if event.get("origin") == "telegram":
+            return  # the person's own input: acknowledged where they typed it
+        mode = event.get("mode", "sequential")
+        arrow = f"<b>{esc(event['sender_label'])} → {esc(target.name)}</b>"
+        if mode != "sequential":
+            arrow += f" ({esc(mode)})"
+        text, was_cut = cut(event.get("text", ""))
+        await self.text(target.id, f"{arrow}: {esc(text)}", event["text"] if was_cut else None,
+                        f"message-{event.get('message')}.txt")

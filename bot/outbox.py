@@ -1,0 +1,342 @@
+"""The one way out to Telegram: a durable, rate-limited, coalescing outbox.
+
+Everything the bot sends is first a row in `outbox`. One worker per chat
+sends the rows in order:
+
+* consecutive texts for one topic go out as one message (up to 4096
+  characters); a status card edit replaces any older pending edit of that card
+  (the latest edit wins);
+* our own rate limiter keeps inside Telegram's limits; a 429 pauses the whole
+  chat for `retry_after`;
+* a 5xx or a network error is retried with backoff, forever: after an outage
+  everything queued goes out, in order; nothing is dropped;
+* "message is not modified" counts as sent; a deleted topic is made again;
+  a closed one is reopened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from aiogram import Bot
+from aiogram.exceptions import (
+    TelegramBadRequest,
+    TelegramForbiddenError,
+    TelegramNetworkError,
+    TelegramRetryAfter,
+    TelegramServerError,
+)
+from aiogram.types import BufferedInputFile, InlineKeyboardMarkup
+
+from bot.ratelimit import RateLimiter
+from bot.topics import Topics
+from core.store import Store
+
+log = logging.getLogger(__name__)
+
+TEXT_LIMIT = 4096
+JOINER = "\n\n"
+MAX_BACKOFF = 30.0
+
+
+@dataclass
+class Item:
+    id: int
+    chat_id: int
+    session_id: str | None
+    kind: str
+    coalesce: str | None
+    payload: dict[str, Any]
+    attempts: int
+
+
+class TopicGone(Exception):
+    """The topic a message was meant for was deleted by a person."""
+
+
+class Outbox:
+    def __init__(
+        self,
+        store: Store,
+        bot: Bot,
+        topics: Topics,
+        limiter: RateLimiter,
+        topic_name: Callable[[str], str],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._bot = bot
+        self._topics = topics
+        self._limiter = limiter
+        self._topic_name = topic_name
+        self._clock = clock
+        self._workers: dict[int, asyncio.Task[None]] = {}
+        self._wakes: dict[int, asyncio.Event] = {}
+        self.calls = 0  # Bot API calls made, for the coalescing benchmark
+        self.on_sent: list[Callable[[Item, int | None], Any]] = []
+
+    # -- putting things in ------------------------------------------------------------
+
+    async def put(self, chat_id: int, kind: str, payload: dict[str, Any],
+                  session_id: str | None = None, coalesce: str | None = None) -> int:
+        if coalesce:
+            await self._store.execute(
+                "DELETE FROM outbox WHERE chat_id = ? AND coalesce = ? AND status = 'pending'",
+                (chat_id, coalesce),
+            )
+        item_id = await self._store.execute(
+            "INSERT INTO outbox (chat_id, session_id, kind, coalesce, payload, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (chat_id, session_id, kind, coalesce, json.dumps(payload), self._clock()),
+        )
+        self._wake(chat_id)
+        return item_id
+
+    async def message_id_of(self, item_id: int) -> int | None:
+        row = await self._store.fetchone("SELECT message_id FROM outbox WHERE id = ?", (item_id,))
+        return row[0] if row else None
+
+    async def pending_count(self) -> int:
+        row = await self._store.fetchone("SELECT COUNT(*) FROM outbox WHERE status = 'pending'")
+        return row[0] if row else 0
+
+    def _wake(self, chat_id: int) -> None:
+        event = self._wakes.setdefault(chat_id, asyncio.Event())
+        event.set()
+        if chat_id not in self._workers or self._workers[chat_id].done():
+            self._workers[chat_id] = asyncio.get_running_loop().create_task(
+                self._run(chat_id), name=f"outbox-{chat_id}")
+
+    async def start(self) -> None:
+        for row in await self._store.fetchall(
+            "SELECT DISTINCT chat_id FROM outbox WHERE status = 'pending'"
+        ):
+            self._wake(row[0])
+
+    async def stop(self) -> None:
+        tasks = list(self._workers.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._workers.clear()
+
+    # -- the worker -------------------------------------------------------------------
+
+    async def _pending(self, chat_id: int) -> list[Item]:
+        rows = await self._store.fetchall(
+            "SELECT id, chat_id, session_id, kind, coalesce, payload, attempts FROM outbox"
+            " WHERE chat_id = ? AND status = 'pending' ORDER BY id LIMIT 500",
+            (chat_id,),
+        )
+        return [Item(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6]) for r in rows]
+
+    async def _run(self, chat_id: int) -> None:
+        wake = self._wakes[chat_id]
+        backoff = 1.0
+        while True:
+            wake.clear()
+            items = await self._pending(chat_id)
+            if not items:
+                await wake.wait()
+                continue
+            batch = self._next_batch(items)
+            await self._limiter.acquire(chat_id)
+            try:
+                message_id = await self._send(batch)
+            except TelegramRetryAfter as exc:
+                log.warning("Telegram asked chat %s to wait %ss", chat_id, exc.retry_after)
+                await asyncio.sleep(exc.retry_after)
+                continue
+            except (TelegramNetworkError, TelegramServerError, TelegramForbiddenError,
+                    OSError, asyncio.TimeoutError) as exc:
+                await self._note_attempt(batch, f"{type(exc).__name__}: {exc}")
+                log.warning("Telegram unreachable for chat %s (%s); retrying in %.0fs",
+                            chat_id, exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)
+                continue
+            except TelegramBadRequest as exc:
+                if await self._repair(batch, str(exc)):
+                    continue
+                log.error("Telegram refused outbox item %s: %s", batch[0].id, exc)
+                await self._finish(batch, None, status="failed", error=str(exc))
+                continue
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a bug must not stall the chat forever
+                log.exception("outbox item %s failed", batch[0].id)
+                await self._finish(batch, None, status="failed", error=repr(exc))
+                continue
+            backoff = 1.0
+            await self._finish(batch, message_id)
+
+    def _next_batch(self, items: list[Item]) -> list[Item]:
+        """The first pending item, with the texts for the same topic that can ride along."""
+        first = items[0]
+        if first.kind != "text" or first.payload.get("reply_markup") or first.payload.get("reply_to"):
+            return [first]
+        batch, size = [first], len(first.payload["html"])
+        for item in items[1:]:
+            if item.session_id != first.session_id:
+                continue  # other topics keep their own order; skipping them is safe
+            if item.kind != "text" or item.payload.get("reply_markup") or item.payload.get("reply_to"):
+                break  # never overtake a non-text item of the same topic
+            size += len(JOINER) + len(item.payload["html"])
+            if size > TEXT_LIMIT:
+                break
+            batch.append(item)
+        return batch
+
+    async def _note_attempt(self, batch: list[Item], error: str) -> None:
+        async with self._store.transaction() as tx:
+            for item in batch:
+                await tx.execute("UPDATE outbox SET attempts = attempts + 1, error = ? WHERE id = ?",
+                                 (error, item.id))
+
+    async def _finish(self, batch: list[Item], message_id: int | None, status: str = "sent",
+                      error: str | None = None) -> None:
+        now = self._clock()
+        async with self._store.transaction() as tx:
+            for item in batch:
+                await tx.execute(
+                    "UPDATE outbox SET status = ?, sent_at = ?, message_id = ?, error = ? WHERE id = ?",
+                    (status, now, message_id, error, item.id),
+                )
+        if status == "sent":
+            for item in batch:
+                for callback in self.on_sent:
+                    result = callback(item, message_id)
+                    if asyncio.iscoroutine(result):
+                        await result
+
+    async def _repair(self, batch: list[Item], error: str) -> bool:
+        """Fix what a 400 says is wrong, if it can be fixed; True to try again."""
+        text = error.lower()
+        item = batch[0]
+        if "message is not modified" in text:
+            await self._finish(batch, item.payload.get("message_id"))
+            return True
+        if item.session_id and ("thread not found" in text or "topic_deleted" in text
+                                or "topic was deleted" in text):
+            log.warning("topic of %s was deleted; making a new one", item.session_id)
+            await self._topics.update(item.session_id, thread_id=None, card_message_id=None, closed=0)
+            return True
+        if item.session_id and "topic_closed" in text:
+            topic = await self._topics.get(item.session_id)
+            if topic and topic.thread_id:
+                await self._limiter.acquire(item.chat_id)
+                self.calls += 1
+                await self._bot.reopen_forum_topic(item.chat_id, topic.thread_id)
+                await self._topics.update(item.session_id, closed=0)
+                return True
+        if item.kind == "card" and "message to edit not found" in text:
+            await self._topics.update(item.session_id, card_message_id=None)
+            return True
+        return False
+
+    # -- sending ----------------------------------------------------------------------
+
+    async def _thread(self, item: Item) -> int | None:
+        """The topic's thread id, creating the topic first if it has none yet."""
+        if not item.session_id:
+            return item.payload.get("thread_id")
+        topic = await self._topics.get(item.session_id)
+        if topic is None:
+            topic = await self._topics.ensure(item.session_id, item.chat_id,
+                                              self._topic_name(item.session_id))
+        if topic.thread_id is None:
+            self.calls += 1
+            created = await self._bot.create_forum_topic(item.chat_id, topic.name[:128])
+            await self._topics.update(item.session_id, thread_id=created.message_thread_id, closed=0)
+            await self._limiter.acquire(item.chat_id)  # the creation used a slot
+            return created.message_thread_id
+        return topic.thread_id
+
+    async def _send(self, batch: list[Item]) -> int | None:
+        item = batch[0]
+        payload = item.payload
+        if item.kind == "topic":
+            return await self._topic_action(item)
+        thread = await self._thread(item)
+        markup = InlineKeyboardMarkup.model_validate(payload["reply_markup"]) if payload.get("reply_markup") else None
+        self.calls += 1
+        if item.kind == "text":
+            html = JOINER.join(i.payload["html"] for i in batch)
+            reply_to = payload.get("reply_to")
+            sent = await self._bot.send_message(
+                item.chat_id, html, message_thread_id=thread, parse_mode="HTML",
+                reply_markup=markup, reply_to_message_id=reply_to,
+                allow_sending_without_reply=True if reply_to else None,
+                disable_web_page_preview=True,
+            )
+            return sent.message_id
+        if item.kind == "edit":
+            target = payload.get("message_id") or await self.message_id_of(payload["item"])
+            if target is None:
+                return None  # the message it would edit was never sent
+            payload["message_id"] = target
+            await self._bot.edit_message_text(payload["html"], chat_id=item.chat_id, message_id=target,
+                                              parse_mode="HTML", reply_markup=markup)
+            return target
+        if item.kind == "document":
+            sent_doc = await self._bot.send_document(
+                item.chat_id,
+                BufferedInputFile(payload["content"].encode("utf-8"), filename=payload["filename"]),
+                caption=payload.get("caption"), parse_mode="HTML", message_thread_id=thread,
+            )
+            return sent_doc.message_id
+        if item.kind == "card":
+            return await self._card(item, thread, markup)
+        raise ValueError(f"unknown outbox kind {item.kind}")
+
+    async def _card(self, item: Item, thread: int | None, markup: InlineKeyboardMarkup | None) -> int:
+        topic = await self._topics.get(item.session_id or "")
+        html = item.payload["html"]
+        if topic and topic.card_message_id:
+            item.payload["message_id"] = topic.card_message_id
+            await self._bot.edit_message_text(html, chat_id=item.chat_id,
+                                              message_id=topic.card_message_id,
+                                              parse_mode="HTML", reply_markup=markup)
+            return topic.card_message_id
+        sent = await self._bot.send_message(item.chat_id, html, message_thread_id=thread,
+                                            parse_mode="HTML", reply_markup=markup)
+        if item.session_id:
+            await self._topics.update(item.session_id, card_message_id=sent.message_id)
+        await self._limiter.acquire(item.chat_id)
+        self.calls += 1
+        try:
+            await self._bot.pin_chat_message(item.chat_id, sent.message_id, disable_notification=True)
+        except TelegramBadRequest as exc:
+            log.warning("could not pin the status card: %s", exc)
+        return sent.message_id
+
+    async def _topic_action(self, item: Item) -> int | None:
+        action = item.payload["action"]
+        topic = await self._topics.get(item.session_id or "")
+        if action == "create":
+            await self._thread(item)
+            return None
+        if topic is None or topic.thread_id is None:
+            return None  # nothing to rename or close yet
+        self.calls += 1
+        try:
+            if action == "rename":
+                await self._topics.update(topic.session_id, name=item.payload["name"])
+                await self._bot.edit_forum_topic(item.chat_id, topic.thread_id, name=item.payload["name"][:128])
+            elif action == "close":
+                await self._bot.close_forum_topic(item.chat_id, topic.thread_id)
+                await self._topics.update(topic.session_id, closed=1)
+            elif action == "reopen":
+                await self._bot.reopen_forum_topic(item.chat_id, topic.thread_id)
+                await self._topics.update(topic.session_id, closed=0)
+        except TelegramBadRequest as exc:
+            # Closing a closed topic, renaming to the same name: already as wanted.
+            if "topic_not_modified" not in str(exc).lower() and "not modified" not in str(exc).lower():
+                raise
+        return None
+

@@ -1,0 +1,65 @@
+"""Telegram's sending limits, kept on our side so that 429s are the exception.
+
+* a group: `group_per_window` sends per `window` seconds (20 a minute), all of
+  its topics together, edits and topic changes included;
+* a private chat: one a second;
+* the whole bot: 30 a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from typing import Callable
+
+
+class RateLimiter:
+    def __init__(
+        self,
+        group_per_window: int = 20,
+        window: float = 60.0,
+        private_interval: float = 1.0,
+        global_per_second: int = 30,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.group_per_window = group_per_window
+        self.window = window
+        self.private_interval = private_interval
+        self.global_per_second = global_per_second
+        self._clock = clock
+        self._chats: dict[int, deque[float]] = {}
+        self._global: deque[float] = deque()
+        self._lock = asyncio.Lock()
+
+    def _delay(self, chat_id: int, now: float) -> float:
+        sent = self._chats.setdefault(chat_id, deque())
+        if chat_id < 0:
+            limit, window = self.group_per_window, self.window
+        else:
+            limit, window = 1, self.private_interval
+        while sent and now - sent[0] >= window:
+            sent.popleft()
+        while self._global and now - self._global[0] >= 1.0:
+            self._global.popleft()
+        delay = 0.0
+        if len(sent) >= limit:
+            delay = max(delay, sent[0] + window - now)
+        if len(self._global) >= self.global_per_second:
+            delay = max(delay, self._global[0] + 1.0 - now)
+        return delay
+
+    def wait_time(self, chat_id: int) -> float:
+        return self._delay(chat_id, self._clock())
+
+    async def acquire(self, chat_id: int) -> None:
+        """Wait for a free slot for `chat_id`, then take it."""
+        while True:
+            async with self._lock:
+                now = self._clock()
+                delay = self._delay(chat_id, now)
+                if delay <= 0:
+                    self._chats[chat_id].append(now)
+                    self._global.append(now)
+                    return
+            await asyncio.sleep(delay)

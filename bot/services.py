@@ -1,0 +1,64 @@
+"""What the bot's handlers are given (as `tg`, through the dispatcher's workflow data)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from aiogram.types import InlineKeyboardMarkup, Message
+
+from bot.mirror import Mirror
+from bot.outbox import Outbox
+from bot.topics import Topics
+from core.config import Settings
+from core.engine import Engine
+from core.errors import SmError
+from core.sessions import Session
+
+
+@dataclass
+class BotServices:
+    engine: Engine
+    outbox: Outbox
+    topics: Topics
+    mirror: Mirror
+    settings: Settings
+
+    async def topic_session(self, message: Message) -> Session | None:
+        """The session whose topic this message is in, if any."""
+        if message.message_thread_id and message.is_topic_message:
+            topic = await self.topics.by_thread(message.chat.id, message.message_thread_id)
+            if topic:
+                try:
+                    return await self.engine.resolve(topic.session_id)
+                except SmError:
+                    return None
+        return None
+
+    async def reply(self, message: Message, html: str, markup: InlineKeyboardMarkup | None = None,
+                    session: Session | None = None, reply_to: bool = False) -> int:
+        """Answer where the person wrote, through the outbox."""
+        payload: dict[str, Any] = {"html": html}
+        if markup is not None:
+            payload["reply_markup"] = markup.model_dump(exclude_none=True)
+        if reply_to:
+            payload["reply_to"] = message.message_id
+        in_topic = message.message_thread_id if message.is_topic_message else None
+        topic = await self.topics.by_thread(message.chat.id, in_topic) if in_topic else None
+        if topic is None:
+            payload["thread_id"] = in_topic
+        return await self.outbox.put(message.chat.id, "text", payload,
+                                     topic.session_id if topic else None)
+
+    async def post(self, chat_id: int, session: Session, html: str,
+                   markup: InlineKeyboardMarkup | None = None) -> int:
+        payload: dict[str, Any] = {"html": html}
+        if markup is not None:
+            payload["reply_markup"] = markup.model_dump(exclude_none=True)
+        return await self.outbox.put(chat_id, "text", payload, session.id)
+
+    def topic_link(self, chat_id: int, thread_id: int) -> str | None:
+        text = str(chat_id)
+        if text.startswith("-100"):
+            return f"https://t.me/c/{text[4:]}/{thread_id}"
+        return None

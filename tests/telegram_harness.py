@@ -1,0 +1,101 @@
+"""The fake Bot API (tests/fake_telegram.py) on its own event loop thread.
+
+The sm-bot under test is a separate process that talks to it over loopback;
+the test itself is synchronous, so the fake lives in a thread and every
+look at its state runs on that thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Any, Callable
+
+from fake_telegram import FakeTelegram
+
+CHAT = -1001234567890
+OWNER_ID = 111
+STRANGER_ID = 666
+
+
+class ThreadedTelegram:
+    def __init__(self, **kwargs: Any) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+        self.fake: FakeTelegram = self.do(lambda: FakeTelegram(**kwargs))
+        self.url = asyncio.run_coroutine_threadsafe(self.fake.start(), self.loop).result(10)
+        self.token = self.fake.token
+        self.owner = FakeTelegram.user(OWNER_ID, "Owner", "owner")
+        self.stranger = FakeTelegram.user(STRANGER_ID, "Mallory", "mallory")
+        self.do(lambda: self.fake.add_forum_group(CHAT, "swarm"))
+
+    def do(self, fn: Callable[[], Any]) -> Any:
+        """Run `fn` on the fake's loop thread and return its result."""
+        async def call() -> Any:
+            return fn()
+        return asyncio.run_coroutine_threadsafe(call(), self.loop).result(10)
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return {
+            "SM_TELEGRAM_TOKEN": self.token,
+            "SM_TELEGRAM_API_URL": self.url,
+            "SM_TELEGRAM_CHAT_ID": str(CHAT),
+            "SM_TELEGRAM_ALLOWED_USER_IDS": str(OWNER_ID),
+            **extra,
+        }
+
+    # -- looking -----------------------------------------------------------------------
+
+    def topics(self) -> dict[int, dict[str, Any]]:
+        return self.do(lambda: self.fake.topics(CHAT))
+
+    def messages(self, thread_id: int | None = None) -> list[dict[str, Any]]:
+        return self.do(lambda: self.fake.messages(CHAT, thread_id))
+
+    def texts(self, thread_id: int | None = None) -> list[str]:
+        return [m["text"] or "" for m in self.messages(thread_id)]
+
+    def wait(self, predicate: Callable[["ThreadedTelegram"], Any], timeout: float = 20,
+             message: str = "the fake Telegram to see it") -> Any:
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            last = predicate(self)
+            if last:
+                return last
+            time.sleep(0.05)
+        raise AssertionError(f"timed out after {timeout}s waiting for {message} (last: {last!r})")
+
+    def topic_of(self, session: dict[str, Any], timeout: float = 20) -> int:
+        name = f"{session['name']} · {session['id']}"
+        return self.wait(lambda t: next((tid for tid, topic in t.topics().items()
+                                         if topic["name"] == name), None), timeout,
+                         f"the topic {name}")
+
+    # -- acting as people --------------------------------------------------------------
+
+    def say(self, text: str, thread_id: int | None = None, user: dict[str, Any] | None = None,
+            reply_to: int | None = None) -> dict[str, Any]:
+        return self.do(lambda: self.fake.send_text(CHAT, user or self.owner, text, thread_id=thread_id,
+                                                   reply_to_message_id=reply_to))
+
+    def press(self, message_id: int, data: str, user: dict[str, Any] | None = None) -> str:
+        return self.do(lambda: self.fake.press(CHAT, user or self.owner, message_id, data))
+
+    def button(self, thread_id: int, text: str) -> tuple[int, str]:
+        """The newest message in a topic with a button labelled `text`: (message id, callback data)."""
+        def find(t: "ThreadedTelegram") -> tuple[int, str] | None:
+            for m in reversed(t.messages(thread_id)):
+                for row in (m.get("reply_markup") or {}).get("inline_keyboard", []):
+                    for b in row:
+                        if b.get("text") == text and b.get("callback_data"):
+                            return m["message_id"], b["callback_data"]
+            return None
+        return self.wait(find, 20, f"a {text!r} button")
+
+    def close(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.fake.stop(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(5)
