@@ -25,6 +25,7 @@ from typing import Any, Callable
 
 from aiogram import Bot
 from aiogram.exceptions import (
+    ClientDecodeError,
     TelegramBadRequest,
     TelegramForbiddenError,
     TelegramNetworkError,
@@ -34,14 +35,16 @@ from aiogram.exceptions import (
 from aiogram.types import BufferedInputFile, InlineKeyboardMarkup
 
 from bot.ratelimit import RateLimiter
+from bot.render import esc
 from bot.topics import Topics
 from core.store import Store
 
 log = logging.getLogger(__name__)
 
-TEXT_LIMIT = 4096
+TEXT_LIMIT = 4000  # Telegram's 4096, less room for a session label
+NO_TOPIC = 0  # topics.thread_id of a session mirrored into a chat without topics
 JOINER = "\n\n"
-MAX_BACKOFF = 30.0
+MAX_BACKOFF = 10.0
 
 
 @dataclass
@@ -153,7 +156,7 @@ class Outbox:
                 await asyncio.sleep(exc.retry_after)
                 continue
             except (TelegramNetworkError, TelegramServerError, TelegramForbiddenError,
-                    OSError, asyncio.TimeoutError) as exc:
+                    ClientDecodeError, OSError, asyncio.TimeoutError) as exc:
                 await self._note_attempt(batch, f"{type(exc).__name__}: {exc}")
                 log.warning("Telegram unreachable for chat %s (%s); retrying in %.0fs",
                             chat_id, exc, backoff)
@@ -251,11 +254,23 @@ class Outbox:
                                               self._topic_name(item.session_id))
         if topic.thread_id is None:
             self.calls += 1
-            created = await self._bot.create_forum_topic(item.chat_id, topic.name[:128])
+            try:
+                created = await self._bot.create_forum_topic(item.chat_id, topic.name[:128])
+            except TelegramBadRequest as exc:
+                reason = str(exc).lower()
+                if "not a forum" not in reason and "not enough rights" not in reason:
+                    raise
+                # No topics here (a private chat without them, or no right to make
+                # them): the session is mirrored into the chat itself, its messages
+                # labelled with its name.
+                log.warning("cannot make a topic in chat %s (%s); mirroring into the chat", item.chat_id, exc)
+                await self._topics.update(item.session_id, thread_id=NO_TOPIC)
+                await self._limiter.acquire(item.chat_id)
+                return None
             await self._topics.update(item.session_id, thread_id=created.message_thread_id, closed=0)
             await self._limiter.acquire(item.chat_id)  # the creation used a slot
             return created.message_thread_id
-        return topic.thread_id
+        return None if topic.thread_id == NO_TOPIC else topic.thread_id
 
     async def _send(self, batch: list[Item]) -> int | None:
         item = batch[0]
@@ -267,6 +282,8 @@ class Outbox:
         self.calls += 1
         if item.kind == "text":
             html = JOINER.join(i.payload["html"] for i in batch)
+            if thread is None and item.session_id and item.payload.get("thread_id") is None:
+                html = f"<b>[{esc(self._topic_name(item.session_id))}]</b>\n{html}"
             reply_to = payload.get("reply_to")
             sent = await self._bot.send_message(
                 item.chat_id, html, message_thread_id=thread, parse_mode="HTML",
@@ -321,8 +338,8 @@ class Outbox:
         if action == "create":
             await self._thread(item)
             return None
-        if topic is None or topic.thread_id is None:
-            return None  # nothing to rename or close yet
+        if topic is None or not topic.thread_id:
+            return None  # nothing to rename or close (yet, or ever: no topics here)
         self.calls += 1
         try:
             if action == "rename":

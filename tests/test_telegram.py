@@ -80,3 +80,81 @@ def test_strangers_are_ignored(telegram: ThreadedTelegram, tg_server: Server) ->
     assert not any("Kill eng?" in t for t in telegram.texts(thread))
     assert "ignoring update from chat" in tg_server.log.read_text()
     del before
+
+
+def test_agent_output_with_markup_characters_and_10kb_is_accepted(telegram: ThreadedTelegram,
+                                                                 tg_server: Server) -> None:
+    import json
+    import subprocess
+    import sys
+
+    session = spawn(tg_server, "eng")
+    thread = telegram.topic_of(session)
+    answer = "if a < b && c > d: print('<b>not bold</b> & done')\n" + ("x" * 79 + "\n") * 128  # ~10 KB
+    env = {**tg_server.env, **tg_server.agent_env("eng")}
+    subprocess.run([str(Path(sys.executable).parent / "sm"), "hook", "Stop"], env=env, check=True,
+                   input=json.dumps({"hook_event_name": "Stop", "last_assistant_message": answer}).encode())
+    tg_server.ok("send", "eng", "<script>alert('&amp;')</script> & more")
+
+    doc = telegram.wait(lambda t: next((m for m in t.messages(thread) if m.get("document")), None),
+                        message="the full answer as a file")
+    assert doc["document"]["content"].decode() == answer
+    texts = telegram.wait(lambda t: [x for x in t.texts(thread) if "not bold" in x or "<script>" in x]
+                          if len([x for x in t.texts(thread) if "not bold" in x or "<script>" in x]) >= 2
+                          else None, message="both texts")
+    joined = "\n".join(texts)
+    assert "if a < b && c > d: print('<b>not bold</b> & done')" in joined
+    assert "owner → eng: <script>alert('&amp;')</script> & more" in joined
+    assert not [r for r in telegram.do(lambda: list(telegram.fake.rejected)) if r[2] == 400]
+
+
+def test_300_mirrored_messages_across_10_topics_arrive_in_order(server_factory: Callable[..., Server],
+                                                               tmp_path: Path) -> None:
+    import time
+
+    # Telegram's 20-a-minute group window, scaled to 6 s on both sides to keep the test short.
+    tg = ThreadedTelegram(window_scale=0.1)
+    try:
+        server = server_factory(**tg.env(SM_TELEGRAM_ALLOWED_ROOTS=str(tmp_path),
+                                         SM_TELEGRAM_RATE_WINDOW="6"))
+        sessions = [server.spawn_agent(f"agent{i}", "", dir=str(server.workdir)) for i in range(10)]
+        client = server.client()
+        started = time.monotonic()
+        for n in range(30):
+            for i in range(10):
+                client.request("POST", f"/sessions/agent{i}/input", {"text": f"m{i}-{n:02d} " + "y" * 40})
+        assert time.monotonic() - started < 30
+        threads = {s["id"]: tg.topic_of(s, 60) for s in sessions}
+
+        def in_order(t: ThreadedTelegram) -> bool:
+            for i, s in enumerate(sessions):
+                text = "\n".join(t.texts(threads[s["id"]]))
+                found = [text.find(f"m{i}-{n:02d} ") for n in range(30)]
+                if -1 in found or found != sorted(found):
+                    return False
+            return True
+
+        tg.wait(in_order, 120, message="all 300 messages, in order in each topic")
+        calls = tg.do(lambda: len([c for c in tg.fake.calls if c[0] in ("sendMessage", "editMessageText")]))
+        assert calls < 150, f"{calls} send/edit calls for 300 messages: not coalescing"
+    finally:
+        tg.close()
+
+
+def test_everything_queued_during_a_60s_outage_is_delivered_afterwards(telegram: ThreadedTelegram,
+                                                                       tg_server: Server) -> None:
+    import time
+
+    session = spawn(tg_server, "eng")
+    thread = telegram.topic_of(session)
+    telegram.wait(lambda t: any("Spawned" in x for x in t.texts(thread)), message="the spawn notice")
+    telegram.do(lambda: telegram.fake.outage(True))
+    for n in range(5):
+        tg_server.ok("send", "eng", f"during outage {n}")
+    tg_server.wait_prompt(lambda p: "during outage 4" in p)  # the agent is unaffected
+    time.sleep(60)  # the outage itself: Telegram is down for a full minute
+    telegram.do(lambda: telegram.fake.outage(False))
+    telegram.wait(lambda t: all(any(f"during outage {n}" in x for x in t.texts(thread)) for n in range(5)),
+                  60, "everything queued during the outage")
+    text = "\n".join(telegram.texts(thread))
+    assert [text.find(f"during outage {n}") for n in range(5)] == sorted(text.find(f"during outage {n}") for n in range(5))
