@@ -158,3 +158,95 @@ def test_everything_queued_during_a_60s_outage_is_delivered_afterwards(telegram:
                   60, "everything queued during the outage")
     text = "\n".join(telegram.texts(thread))
     assert [text.find(f"during outage {n}") for n in range(5)] == sorted(text.find(f"during outage {n}") for n in range(5))
+
+
+def test_reply_to_a_mirrored_message_outside_a_topic_is_input(server_factory: Callable[..., Server],
+                                                              tmp_path: Path) -> None:
+    """A private chat without topics: sessions are mirrored into the chat itself."""
+    from telegram_harness import OWNER_ID
+
+    tg = ThreadedTelegram()
+    try:
+        tg.do(lambda: tg.fake.add_private_chat(tg.owner))
+        tg.do(lambda: setattr(tg.fake.limits, "private_per_second", None))
+        env = tg.env(SM_TELEGRAM_ALLOWED_ROOTS=str(tmp_path), SM_TELEGRAM_CHAT_ID=str(OWNER_ID))
+        server = server_factory(**env)
+        server.spawn_agent("eng", "", dir=str(server.workdir))
+        server.spawn_agent("ops", "", dir=str(server.workdir))
+        server.ok("send", "eng", "mirrored for eng")
+
+        def mirrored(t: ThreadedTelegram) -> dict | None:
+            msgs = t.do(lambda: t.fake.messages(OWNER_ID))
+            return next((m for m in msgs if "mirrored for eng" in (m["text"] or "")), None)
+
+        message = tg.wait(mirrored, message="the mirrored message in the private chat")
+        assert message["text"].startswith("[eng · ")
+        tg.do(lambda: tg.fake.send_text(OWNER_ID, tg.owner, "answer via reply",
+                                        reply_to_message_id=message["message_id"]))
+        got = server.wait_prompt(lambda p: "answer via reply" in p)
+        assert got == "[from owner via telegram (owner)] answer via reply"
+    finally:
+        tg.close()
+
+
+def test_a_deleted_topic_is_made_again(telegram: ThreadedTelegram, tg_server: Server) -> None:
+    session = spawn(tg_server, "eng")
+    old = telegram.topic_of(session)
+    telegram.wait(lambda t: any("Spawned" in x for x in t.texts(old)), message="the spawn notice")
+
+    def delete() -> None:
+        telegram.fake._chats[CHAT].topics[old].deleted = True  # a person deleted it in the app
+
+    telegram.do(delete)
+    tg_server.ok("send", "eng", "after the deletion")
+    new = telegram.wait(lambda t: next((tid for tid, topic in t.topics().items()
+                                        if tid != old and topic["name"].startswith("eng · ")), None),
+                        message="a new topic")
+    telegram.wait(lambda t: any("after the deletion" in x for x in t.texts(new)), message="the message in it")
+
+
+def test_rename_renames_the_topic(telegram: ThreadedTelegram, tg_server: Server) -> None:
+    session = spawn(tg_server, "eng")
+    thread = telegram.topic_of(session)
+    tg_server.ok("name", "eng", "architect")
+    telegram.wait(lambda t: t.topics()[thread]["name"] == f"architect · {session['id']}",
+                  message="the renamed topic")
+
+
+def test_list_status_and_open_answer_where_asked(telegram: ThreadedTelegram, tg_server: Server) -> None:
+    session = spawn(tg_server, "eng")
+    thread = telegram.topic_of(session)
+    telegram.say("/list")
+    listing = telegram.wait(lambda t: next((m for m in t.messages(0) if "eng" in (m["text"] or "")
+                                            and m.get("reply_markup")), None), message="/list")
+    button = listing["reply_markup"]["inline_keyboard"][0][0]
+    assert button["url"].endswith(f"/{thread}")
+    telegram.say("/status", thread)
+    telegram.wait(lambda t: sum("State: idle" in x for x in t.texts(thread)) >= 2, message="/status in the topic")
+    telegram.say(f"/open {session['id']}")
+    opened = telegram.wait(lambda t: next((x for x in t.texts(0) if "attach-session" in x), None),
+                           message="/open")
+    assert f"tmux -L {tg_server.socket} attach-session -t sm-{session['id']}" in opened
+
+
+def test_new_refuses_a_path_outside_the_allowed_roots(telegram: ThreadedTelegram, tg_server: Server) -> None:
+    telegram.say("/new /etc do something")
+    telegram.wait(lambda t: any("not an existing directory under the allowed roots" in x for x in t.texts(0)),
+                  message="the refusal")
+    assert tg_server.json("status")["sessions"] == []
+
+
+def test_replies_follow_the_persons_language(telegram: ThreadedTelegram, tg_server: Server) -> None:
+    session = spawn(tg_server, "eng")
+    thread = telegram.topic_of(session)
+    russian = dict(telegram.owner, language_code="ru")
+    telegram.say("/kill", thread, user=russian)
+    telegram.wait(lambda t: any("Завершить eng?" in x for x in t.texts(thread)), message="Russian")
+
+
+def test_urgent_from_the_phone_interrupts(telegram: ThreadedTelegram, tg_server: Server) -> None:
+    session = spawn(tg_server, "eng", "long job sleep 60")
+    thread = telegram.topic_of(session)
+    tg_server.wait_state("eng", "busy")
+    telegram.say("!stop that", thread)
+    assert tg_server.wait_prompt(lambda p: "stop that" in p) == "[from owner via telegram (owner)] stop that"
