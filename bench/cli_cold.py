@@ -95,7 +95,12 @@ def main() -> None:
             agent_client.request("POST", "/hooks/Stop", body)
             warm["POST /hooks/Stop (warm)"].append(time.perf_counter() - t0)
 
-    rows = [{"command": k, **stats_ms(v)} for k, v in {**times, **warm}.items()]
+    # Paired with the same round's `python -c pass`: what sm adds over bare
+    # interpreter start-up, less sensitive to other load on the machine.
+    base = times["python -c pass"]
+    extra = {f"{k} − python -c pass (paired)": [a - b for a, b in zip(v, base)]
+             for k, v in times.items() if k.startswith("sm ")}
+    rows = [{"command": k, **stats_ms(v)} for k, v in {**times, **extra, **warm}.items()]
     print_table(f"Cold process wall time, ms (3 shell sessions; n={N} each, interleaved; "
                 "warm rows n=100)", rows, ["command", "n", "p50", "p90", "p99", "min", "max"])
     res = {r["command"]: r for r in rows}
@@ -107,8 +112,9 @@ def main() -> None:
             f"{ch['p50']:.0f} / {ch['p90']:.0f} ms (n={N})", ch["p50"] <= 40),
         row("`sm hook Stop` per hook call (p50 / p90)", "≤ 50 ms",
             f"{hk['p50']:.0f} / {hk['p90']:.0f} ms (n={N})", hk["p50"] <= 50),
-        row("`python -c pass` (reference floor, p50)", "-",
-            f"{res['python -c pass']['p50']:.0f} ms (n={N})", None),
+        row("`python -c pass` (reference floor, p50 / p90)", "-",
+            f"{res['python -c pass']['p50']:.0f} / {res['python -c pass']['p90']:.0f} ms (n={N}); "
+            f"sm status adds {res['sm status − python -c pass (paired)']['p50']:.0f} ms (paired p50)", None),
     ]
     record("cli_cold", {"n": N, "sessions": 3, "rows": res}, summary)
 

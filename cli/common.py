@@ -69,6 +69,12 @@ def status_text(out: dict) -> str:
     you = out["you"]
     lines = ["you: " + you["name"] + (f" ({you['id']}), {state_text(you)}" if "id" in you else "")]
     lines.append(table(out["sessions"]))
+    if out.get("locks"):
+        lines.append("\nlocks:")
+        for lock in out["locks"]:
+            who = lock["holder_name"] or lock["holder"]
+            kind = "auto" if lock["auto"] else "manual"
+            lines.append(f"  {lock['workspace']}: {who} ({lock['holder']}), {ago(lock['since'])}, {kind}: {lock['reason']}")
     if out.get("undelivered"):
         lines.append("\nundelivered:")
         for m in out["undelivered"]:

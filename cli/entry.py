@@ -4,7 +4,7 @@ Agents run `sm` constantly, and importing click costs ~25 ms here, more than
 everything else `sm status` does. So the hottest calls are dispatched before
 click is imported:
 
-* `sm hook <Event>` (every Claude Code tool call), and
+* `sm hook <Event>` and `sm auto-lock` (every Claude Code tool call), and
 * `sm status [--json]` and `sm children [--json]` in exactly those forms.
 
 They run the same functions the click commands call (cli/common.py). Any
@@ -22,6 +22,10 @@ def main() -> None:
         from hooks.entry import main as hook_main
 
         sys.exit(hook_main(args[1:]))
+    if args == ["auto-lock"]:
+        from hooks.entry import auto_lock
+
+        sys.exit(auto_lock())
     if args in (["status"], ["status", "--json"], ["children"], ["children", "--json"]):
         from cli import common
 

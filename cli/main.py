@@ -204,22 +204,47 @@ def hook(event: str) -> None:
     sys.exit(hook_main([event]))
 
 
-def _not_yet(command: str) -> None:
-    fail(f"`sm {command}` is not implemented yet")
+@cli.command()
+@click.argument("reason")
+def lock(reason: str) -> None:
+    """Take my workspace's lock (its git root) while I do REASON; re-entrant."""
+    out = call("POST", "/locks", {"reason": reason})
+    echo(f"locked {out['workspace']}: {out['reason']}")
 
 
-@cli.command(context_settings={"ignore_unknown_options": True})
-@click.argument("args", nargs=-1)
-def lock(args: tuple[str, ...]) -> None:
-    """Take the workspace lock (not implemented yet)."""
-    _not_yet("lock")
+@cli.command()
+@click.option("--workspace", "-w", help="(owner) the workspace to unlock.")
+def unlock(workspace: str | None) -> None:
+    """Release my workspace's lock (the owner: any, with --workspace)."""
+    query = f"?workspace={segment(os.path.abspath(workspace))}" if workspace else ""
+    out = call("DELETE", f"/locks{query}")
+    echo(f"unlocked {out['workspace']}")
 
 
-@cli.command(context_settings={"ignore_unknown_options": True})
-@click.argument("args", nargs=-1)
-def unlock(args: tuple[str, ...]) -> None:
-    """Release the workspace lock (not implemented yet)."""
-    _not_yet("unlock")
+@cli.command("auto-lock")
+def auto_lock() -> None:
+    """PreToolUse hook for file writes: take the workspace lock or deny the write."""
+    from hooks.entry import auto_lock as run
+
+    sys.exit(run())
+
+
+@cli.group()
+def hooks() -> None:
+    """Claude Code hook configuration."""
+
+
+@hooks.command("install")
+@click.argument("directory", default=".", type=click.Path(file_okay=False))
+def hooks_install(directory: str) -> None:
+    """Merge sm's hooks into DIRECTORY/.claude/settings.json, keeping what is there."""
+    from hooks.install import install
+
+    try:
+        path, added = install(directory)
+    except ValueError as exc:
+        fail(str(exc))
+    echo(f"{path}: added {added} hook(s)" if added else f"{path}: sm's hooks were already there")
 
 
 def main() -> None:

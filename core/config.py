@@ -136,6 +136,10 @@ class Settings(BaseSettings):
     codex_command: str = "codex"
     gemini_command: str = "gemini"
     shell_command: str = "bash --noprofile --norc -i"
+    # A workspace lock lapses when its holder shows no activity for this long (seconds).
+    lock_lease: float = 600.0
+    # How long the file-write hook (`sm auto-lock`) waits for a held lock before denying the write.
+    lock_wait: float = 30.0
     # `sm what`: command given the context on stdin; its stdout is the summary.
     summarizer_command: str = "claude -p --model haiku"
     summarizer_timeout: float = 20.0

@@ -18,10 +18,11 @@ from typing import Any, Callable
 from core import spool
 from core.config import Settings
 from core.delivery import Delivery, DeliveryTuning, undeliverable
-from core.errors import Invalid
+from core.errors import Conflict, Invalid
 from core.events import EventBus
 from core.hookevents import HOOK_EVENTS, HookEvents
 from core.lifecycle import Caller, Lifecycle
+from core.locks import Lock, Locks
 from core.monitor import Monitor
 from core.queue import MODES, Message, MessageQueue
 from core.sessions import Session, SessionRegistry
@@ -33,6 +34,8 @@ from core.waits import Waits
 from core.what import fallback_summary, last_assistant_messages, summarize
 
 log = logging.getLogger(__name__)
+
+WRITE_TOOLS = frozenset({"Write", "Edit", "MultiEdit", "NotebookEdit"})
 
 
 def git_root(path: str) -> str:
@@ -84,6 +87,8 @@ class Engine:
         self.hooks = HookEvents(self.registry, self.states, self.delivery, self.bus)
         self.monitor = Monitor(self.registry, self.states, self.queue, self.tmux, self.bus,
                                settings.monitor_poll_interval, settings.monitor_idle_timeout, clock)
+        self.locks = Locks(store, self.registry, settings.lock_lease, git_root, clock)
+        self.states.on_change(self._release_locks_of_the_gone)
         self.owner_token = ""
         self._drain_lock = asyncio.Lock()
 
@@ -167,7 +172,8 @@ class Engine:
             for m in await self.queue.undelivered()
         ]
         me = caller.session.public() if caller.session else None
-        return {"you": me or {"name": "owner"}, "sessions": sessions, "undelivered": undelivered}
+        return {"you": me or {"name": "owner"}, "sessions": sessions, "undelivered": undelivered,
+                "locks": await self.lock_list()}
 
     # -- messages --------------------------------------------------------------------
 
@@ -213,6 +219,7 @@ class Engine:
         self.lifecycle.check_may_manage(caller, target, "clear")
         if not target.live:
             raise Invalid(f"{target.label} is dead")
+        await self.locks.release_all(target)  # a cleared agent forgets what it was writing
         await self.queue.enqueue(target.id, "clear", sender_id=caller.id,
                                  sender_label=caller.label, kind="clear")
         if prompt.strip():
@@ -255,11 +262,59 @@ class Engine:
         return {"session": target.id, "name": target.name, "state": target.state,
                 "summary": summary or fallback, "source": "summarizer" if summary else "fallback"}
 
+    # -- locks -----------------------------------------------------------------------
+
+    async def _release_locks_of_the_gone(self, session: Session, previous: str) -> None:
+        if session.state == "dead" or undeliverable(session):
+            await self.locks.release_all(session)
+
+    async def lock(self, caller: Caller, reason: str) -> Lock:
+        if caller.session is None:
+            raise Invalid("locks are held by agents; run sm lock inside a session sm started")
+        if not reason.strip():
+            raise Invalid("give a reason: sm lock \"<what you are doing>\"")
+        return await self.locks.acquire(caller.session, reason.strip()[:300])
+
+    async def unlock(self, caller: Caller, workspace: str | None = None) -> Lock:
+        return await self.locks.release(caller.session, workspace)
+
+    async def auto_lock(self, caller: Caller, payload: dict[str, Any]) -> dict[str, Any]:
+        """The PreToolUse file-write hook: take the lock, wait for it, or deny the write."""
+        if caller.session is None:
+            return {}
+        tool = str(payload.get("tool_name", ""))
+        if tool not in WRITE_TOOLS:
+            return {}
+        target = payload.get("tool_input") or {}
+        path = target.get("file_path") or target.get("notebook_path") or "" if isinstance(target, dict) else ""
+        try:
+            await self.locks.acquire_waiting(caller.session, f"auto: {tool} {path}".strip(), True,
+                                             self.settings.lock_wait)
+        except Conflict as exc:
+            return {"hookSpecificOutput": {
+                "hookEventName": "PreToolUse",
+                "permissionDecision": "deny",
+                "permissionDecisionReason": f"{exc}; wait, or work in a git worktree",
+            }}
+        return {}
+
+    async def lock_list(self) -> list[dict[str, Any]]:
+        out = []
+        for lock in await self.locks.all():
+            holder = self.registry.get_live(lock.holder_id)
+            out.append({"workspace": lock.workspace, "holder": lock.holder_id,
+                        "holder_name": holder.name if holder else None, "reason": lock.reason,
+                        "auto": bool(lock.auto), "since": lock.acquired_at})
+        return out
+
     # -- hooks -----------------------------------------------------------------------
 
     async def hook(self, session: Session, event: str, payload: dict[str, Any]) -> dict[str, Any]:
         if event not in HOOK_EVENTS:
             raise Invalid(f"unknown hook event {event!r}")
+        await self.locks.renew(session)
+        if event == "Stop":
+            await self.locks.release_auto(session)
         return await self.hooks.handle(session, event, payload)
 
     async def drain_spool(self) -> int:

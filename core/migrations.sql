@@ -97,3 +97,17 @@ CREATE TABLE mirrored (
     session_id  TEXT NOT NULL,
     PRIMARY KEY (chat_id, message_id)
 );
+
+-- migration 3: workspace locks
+
+-- One row per locked workspace (a git root, or a directory outside git). The
+-- holder keeps it while its lease is renewed by activity; it dies with the
+-- holder. `auto` locks were taken by the file-write hook and end with the turn.
+CREATE TABLE locks (
+    workspace    TEXT PRIMARY KEY,
+    holder_id    TEXT NOT NULL REFERENCES sessions(id),
+    reason       TEXT NOT NULL,
+    auto         INTEGER NOT NULL DEFAULT 0,
+    acquired_at  REAL NOT NULL,
+    renewed_at   REAL NOT NULL
+);

@@ -79,5 +79,29 @@ def main(argv: list[str]) -> int:
     return 0
 
 
+def auto_lock() -> int:
+    """`sm auto-lock`: the PreToolUse hook for file writes (Write, Edit, MultiEdit, NotebookEdit).
+
+    Takes the workspace lock for this agent, waiting (server side, up to
+    SM_LOCK_WAIT) while another agent holds it; if it is still held, prints a
+    deny decision that Claude shows the agent. Outside a managed session, or
+    with the server down, it allows the write (a hook must fail open).
+    """
+    raw = sys.stdin.buffer.read()
+    if not os.environ.get("SM_TOKEN") or not os.environ.get("SM_SESSION_ID"):
+        return 0
+    try:
+        payload = json.loads(raw or b"{}")
+    except ValueError:
+        return 0
+    try:
+        answer = Client(timeout=600).request("POST", "/locks/auto", payload)
+    except (ServerDown, ApiError, OSError):
+        return 0
+    if answer:
+        sys.stdout.write(json.dumps(answer))
+    return 0
+
+
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

@@ -168,13 +168,6 @@ def test_cli_exits_2_with_the_start_command_when_the_server_is_down(server: Serv
     assert "not running" in result.stderr and "sm-bot" in result.stderr
 
 
-def test_commands_still_to_come_say_so_and_fail(server: Server) -> None:
-    for command in (["lock", "why"], ["unlock"]):
-        result = server.sm(*command)
-        assert result.returncode == 1
-        assert "not implemented yet" in result.stderr
-
-
 def test_socket_and_owner_token_are_private(server: Server) -> None:
     assert stat.S_IMODE(server.sock_path.stat().st_mode) == 0o600
     assert stat.S_IMODE((server.state_dir / "owner.token").stat().st_mode) == 0o600

@@ -225,6 +225,26 @@ async def hook(request: web.Request) -> web.Response:
     return web.json_response(result)
 
 
+async def list_locks(request: web.Request) -> web.Response:
+    return web.json_response(await engine_of(request).lock_list())
+
+
+async def take_lock(request: web.Request) -> web.Response:
+    data = await body(request)
+    lock = await engine_of(request).lock(caller_of(request), field(data, "reason", str, required=True))
+    return web.json_response({"workspace": lock.workspace, "reason": lock.reason}, status=201)
+
+
+async def release_lock(request: web.Request) -> web.Response:
+    workspace = request.query.get("workspace") or None
+    lock = await engine_of(request).unlock(caller_of(request), workspace)
+    return web.json_response({"workspace": lock.workspace, "released": True})
+
+
+async def auto_lock(request: web.Request) -> web.Response:
+    return web.json_response(await engine_of(request).auto_lock(caller_of(request), await body(request)))
+
+
 async def drain(request: web.Request) -> web.Response:
     return web.json_response({"replayed": await engine_of(request).drain_spool()})
 
@@ -294,6 +314,10 @@ def build_app(engine: Engine) -> web.Application:
     app.router.add_get("/sessions/{ref}/what", what)
     app.router.add_post("/hooks/{event}", hook)
     app.router.add_post("/spool/drain", drain)
+    app.router.add_get("/locks", list_locks)
+    app.router.add_post("/locks", take_lock)
+    app.router.add_delete("/locks", release_lock)
+    app.router.add_post("/locks/auto", auto_lock)
     app.router.add_get("/events", events)
     app.router.add_get("/openapi.json", openapi)
     app.router.add_get("/docs", docs)

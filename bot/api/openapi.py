@@ -85,6 +85,15 @@ def openapi_spec() -> dict[str, Any]:
             "/hooks/{event}": {"post": _op("A Claude Code hook event from the calling agent", params=[
                 {"name": "event", "in": "path", "required": True, "schema": STR}], errors=(401, 403, 422))},
             "/spool/drain": {"post": _op("Replay hook events spooled while the server was unreachable")},
+            "/locks": {
+                "get": _op("Workspace locks and their holders"),
+                "post": _op("Take your workspace's lock (sm lock)", 201, body=_obj(reason_=STR),
+                            errors=(401, 409, 422)),
+                "delete": _op("Release a lock: yours, or (owner) any by ?workspace=", params=[
+                    {"name": "workspace", "in": "query", "schema": STR}], errors=(401, 403, 404)),
+            },
+            "/locks/auto": {"post": _op("The PreToolUse file-write hook: take the lock, waiting up to "
+                                        "SM_LOCK_WAIT, or answer with a deny decision")},
             "/events": {"get": {"summary": "Server-sent events: every engine event",
                                 "responses": {"200": {"description": "text/event-stream"}}}},
             "/openapi.json": {"get": _op("This description of the API")},
