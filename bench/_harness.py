@@ -233,6 +233,9 @@ class BenchServer:
         # The watchdog must not interrupt the cleanup itself; re-armed after it.
         remaining = signal.alarm(0)
         try:
+            # tmux first, so no agent starts a hook against a server that is
+            # gone (`sm hook` would then spool into the state dir, recreating it).
+            subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True)
             if self.proc and self.proc.poll() is None:
                 self.proc.send_signal(signal.SIGTERM)
                 try:
@@ -247,6 +250,10 @@ class BenchServer:
             if os.environ.get("BENCH_KEEP"):
                 print(f"(kept {self.tmp})")
             else:
+                # A hook process already running when its agent died may still
+                # spool into the state dir: sweep once more after it is done.
+                shutil.rmtree(self.tmp, ignore_errors=True)
+                time.sleep(0.5)
                 shutil.rmtree(self.tmp, ignore_errors=True)
             if remaining:
                 signal.alarm(remaining)

@@ -49,3 +49,29 @@ def list_keyboard(sessions: list[tuple[str, str]], link: dict[str, str]) -> Inli
             builder.button(text=label, callback_data=SessionAction(action="status", sid=session_id))
     builder.adjust(1)
     return builder.as_markup() if sessions else None
+
+
+class PermissionDecision(CallbackData, prefix="p"):
+    rid: int
+    d: str  # allow | always | deny
+
+
+class DialogKey(CallbackData, prefix="k"):
+    sid: str
+    key: str  # the option's digit
+
+
+def permission_keyboard(request_id: int, labels: dict[str, str]) -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    for decision in ("allow", "always", "deny"):
+        builder.button(text=labels[decision], callback_data=PermissionDecision(rid=request_id, d=decision))
+    builder.adjust(3)
+    return builder.as_markup()
+
+
+def options_keyboard(session_id: str, options: list[list[str]]) -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    for digit, label in options:
+        builder.button(text=f"{digit}. {label}"[:64], callback_data=DialogKey(sid=session_id, key=digit))
+    builder.adjust(1)
+    return builder.as_markup()

@@ -10,13 +10,14 @@ kill, and a pinned status card that is edited as the state changes.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from typing import Any
 
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 
-from bot.keyboards import card_keyboard
+from bot.keyboards import card_keyboard, options_keyboard, permission_keyboard
 from bot.outbox import Outbox
 from bot.render import STATE_ICONS, ago, cut, esc
 from bot.topics import Topics
@@ -25,6 +26,25 @@ from core.events import Event
 from core.sessions import Session
 
 log = logging.getLogger(__name__)
+
+
+def describe_input(tool_input: Any) -> str:
+    """The part of a tool's input a person decides on: the command, the file, the question."""
+    if isinstance(tool_input, dict):
+        if "command" in tool_input:
+            return str(tool_input["command"])
+        if "questions" in tool_input:
+            try:
+                return str(tool_input["questions"][0]["question"])
+            except (IndexError, KeyError, TypeError):
+                pass
+        if "plan" in tool_input:
+            return str(tool_input["plan"])
+        path = tool_input.get("file_path") or tool_input.get("notebook_path")
+        if path:
+            return str(path)
+        return json.dumps(tool_input, ensure_ascii=False)
+    return str(tool_input or "")
 
 
 def topic_name(session: Session) -> str:
@@ -58,6 +78,8 @@ class Mirror:
         self._task: asyncio.Task[None] | None = None
         # Telegram inputs waiting for their "delivered" acknowledgement: message id -> ack item.
         self.acks: dict[int, int] = {}
+        # Permission requests shown with buttons: request id -> outbox item of the message.
+        self.permission_items: dict[int, int] = {}
 
     async def start(self) -> None:
         subscription = self._engine.bus.subscribe()
@@ -163,9 +185,40 @@ class Mirror:
             minutes = max(1, round(event.get("idle_seconds", 0) / 60))
             await self.text(session.id, "💤 " + _("idle for {n} min").format(n=minutes))
         elif kind == "permission.needed":
-            detail, _cut = cut(str(event.get("input") or ""), 600)
-            await self.text(session.id, "✋ " + _("{tool} needs permission").format(tool=esc(str(event.get("tool"))))
-                            + (f"\n<pre>{esc(detail)}</pre>" if detail else ""))
+            await self._permission(session, event)
+        elif kind == "permission.resolved":
+            item = self.permission_items.pop(event.get("request"), None)
+            if item is not None:
+                outcome = {"allowed": _("allowed by {by}"), "allowed always": _("allowed always by {by}"),
+                           "denied": _("denied by {by}"), "answered at the terminal": _("answered at the terminal"),
+                           "expired": _("expired: no answer came; the dialog waits at the terminal"),
+                           }.get(event["outcome"], event["outcome"]).format(by=esc(event.get("by") or ""))
+                await self._outbox.put(self.chat_id, "edit", {"item": item, "html": "✋ <b>" + esc(
+                    str(event.get("tool"))) + "</b>: " + outcome}, session.id)
+
+    async def _permission(self, session: Session, event: Event) -> None:
+        tool = esc(str(event.get("tool")))
+        detail, _cut = cut(describe_input(event.get("input")), 800)
+        body = f"\n<pre>{esc(detail)}</pre>" if detail else ""
+        if event.get("kind") == "permission" and event.get("request") is not None:
+            labels = {"allow": _("Allow"), "always": _("Allow always"), "deny": _("Deny")}
+            item = await self._outbox.put(self.chat_id, "text", {
+                "html": "✋ " + _("{tool} needs permission").format(tool=f"<b>{tool}</b>") + body,
+                "reply_markup": permission_keyboard(event["request"], labels).model_dump(exclude_none=True),
+            }, session.id)
+            self.permission_items[event["request"]] = item
+            return
+        options = event.get("options") or []
+        if not options:
+            # The dialog is drawn a moment after its hook fires: read its options off the screen.
+            await asyncio.sleep(1.5)
+            options = [list(o) for o in await self._engine.dialog_options(session.id)]
+        title = {"question": _("{name} asks"), "plan": _("{name} wants its plan approved")}.get(
+            str(event.get("kind")), _("{name} is waiting for an answer")).format(name=f"<b>{esc(session.name)}</b>")
+        payload: dict[str, Any] = {"html": "❓ " + title + body}
+        if options:
+            payload["reply_markup"] = options_keyboard(session.id, options).model_dump(exclude_none=True)
+        await self._outbox.put(self.chat_id, "text", payload, session.id)
 
     async def _queued(self, target: Session, event: Event) -> None:
         if event.get("kind") == "clear":

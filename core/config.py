@@ -140,6 +140,9 @@ class Settings(BaseSettings):
     lock_lease: float = 600.0
     # How long the file-write hook (`sm auto-lock`) waits for a held lock before denying the write.
     lock_wait: float = 30.0
+    # How long a permission prompt waits for an answer from the phone before the
+    # hook gives up and leaves the dialog to the terminal (seconds).
+    permission_timeout: float = 300.0
     # `sm what`: command given the context on stdin; its stdout is the summary.
     summarizer_command: str = "claude -p --model haiku"
     summarizer_timeout: float = 20.0

@@ -196,6 +196,15 @@ class Delivery:
             return False
         provider = get_provider(session.provider)
 
+        keys = [m for m in pending if m.kind == "keys"]
+        if keys:
+            # Answers to a dialog on the screen (its digits): pressed at once, as keys,
+            # whatever the state; never pasted, never followed by Enter.
+            await self._queue.mark_inflight(keys[:1])
+            await self._tmux.press(session.pane_id, *keys[0].body.split())
+            await self._queue.mark_delivered(keys[:1])
+            return True
+
         if pending[0].mode == "urgent":
             batch = _batch([m for m in pending if m.mode == "urgent"], self.tuning.batch_bytes)
             if session.state in ("busy", "waiting"):

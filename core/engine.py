@@ -24,6 +24,8 @@ from core.hookevents import HOOK_EVENTS, HookEvents
 from core.lifecycle import Caller, Lifecycle
 from core.locks import Lock, Locks
 from core.monitor import Monitor
+from core.providers import dialog_options
+from core.permissions import Permissions
 from core.queue import MODES, Message, MessageQueue
 from core.sessions import Session, SessionRegistry
 from core.state import StateMachine
@@ -84,7 +86,8 @@ class Engine:
         self.delivery.on_delivered(self.waits.on_delivered)
         self.lifecycle = Lifecycle(settings, self.registry, self.states, self.queue,
                                    self.tmux, self.bus, clock)
-        self.hooks = HookEvents(self.registry, self.states, self.delivery, self.bus)
+        self.permissions = Permissions(self.bus, settings.permission_timeout)
+        self.hooks = HookEvents(self.registry, self.states, self.delivery, self.bus, self.permissions)
         self.monitor = Monitor(self.registry, self.states, self.queue, self.tmux, self.bus,
                                settings.monitor_poll_interval, settings.monitor_idle_timeout, clock)
         self.locks = Locks(store, self.registry, settings.lock_lease, git_root, clock)
@@ -203,6 +206,22 @@ class Engine:
         body = check_text(text, self.settings.max_message_bytes)
         return await self.queue.enqueue(target.id, body, sender_id=None, sender_label=label,
                                         mode=mode, origin=origin)
+
+    async def dialog_options(self, ref: str) -> list[tuple[str, str]]:
+        """The numbered options of the dialog on a session's screen, if any."""
+        target = await self.resolve(ref)
+        if not target.live or not target.pane_id:
+            return []
+        return dialog_options(await self.tmux.capture(target.pane_id))
+
+    async def press_keys(self, ref: str, keys: str, label: str) -> Message:
+        """Answer a dialog on the agent's screen with its own keys (e.g. the option's digit)."""
+        if not keys or not all(k.isdigit() or k in ("Enter", "Escape", "Up", "Down", "Tab") for k in keys.split()):
+            raise Invalid("keys must be option digits or Enter/Escape/Up/Down/Tab")
+        target = await self.resolve(ref)
+        self._check_deliverable(target)
+        return await self.queue.enqueue(target.id, keys, sender_id=None, sender_label=label,
+                                        mode="urgent", kind="keys", origin="telegram")
 
     async def wait(self, caller: Caller, ref: str, seconds: float) -> int:
         if caller.session is None:

@@ -10,7 +10,10 @@ also served as server-sent events at GET /events):
     message.queued    session (target), message, sender, sender_label, mode, text
     message.delivered session (target), messages [ids]
     message.failed    session (target), message, error
-    permission.needed session, tool, input
+    permission.needed session, name, kind (permission | question | plan | screen), tool, input,
+                      request (permission: the id to decide), options (question/screen: labels)
+    permission.resolved session, request, tool, outcome, by
+    turn.finished     session, name, text (the agent's final answer of the turn)
     error             session, reason
     idle.reminder     session, name, idle_seconds
 """

@@ -6,7 +6,8 @@
 | SessionStart source=clear               | the clear in flight is confirmed              |
 | UserPromptSubmit                        | busy; the delivery in flight is confirmed     |
 | PreToolUse, PostToolUse                 | busy (AskUserQuestion/ExitPlanMode: waiting)  |
-| PermissionRequest, Notification(prompt) | waiting on a human                            |
+| PermissionRequest                       | waiting; asks the phone (core.permissions)    |
+| Notification(permission_prompt)         | waiting on a human                            |
 | Stop                                    | idle (ignored while a clear is in flight)     |
 | StopFailure                             | errored: an API error or rate limit           |
 | SessionEnd (not for /clear)             | errored: the agent exited                     |
@@ -20,6 +21,7 @@ from typing import Any
 
 from core.delivery import Delivery
 from core.events import EventBus
+from core.permissions import Permissions
 from core.sessions import Session, SessionRegistry
 from core.state import StateMachine
 
@@ -31,7 +33,7 @@ HOOK_EVENTS = frozenset(
         "PermissionRequest", "Stop", "StopFailure", "SessionEnd", "SubagentStop", "PreCompact",
     }
 )
-HUMAN_TOOLS = {"AskUserQuestion": "question", "ExitPlanMode": "plan approval"}
+HUMAN_TOOLS = {"AskUserQuestion": "question", "ExitPlanMode": "plan"}
 
 
 def _brief(value: Any, limit: int = 300) -> str:
@@ -39,10 +41,21 @@ def _brief(value: Any, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def question_options(tool_input: Any) -> list[list[str]]:
+    """AskUserQuestion's options as [digit, label]; the dialog numbers them from 1."""
+    try:
+        options = tool_input["questions"][0]["options"]
+        return [[str(i + 1), str(o.get("label", o))[:60]] for i, o in enumerate(options[:9])]
+    except (KeyError, IndexError, TypeError, AttributeError):
+        return []
+
+
 class HookEvents:
     def __init__(
-        self, registry: SessionRegistry, states: StateMachine, delivery: Delivery, bus: EventBus
+        self, registry: SessionRegistry, states: StateMachine, delivery: Delivery, bus: EventBus,
+        permissions: Permissions,
     ) -> None:
+        self._permissions = permissions
         self._registry = registry
         self._states = states
         self._delivery = delivery
@@ -52,6 +65,7 @@ class HookEvents:
         """Apply one hook event; the returned dict is what the hook prints (usually nothing)."""
         source = f"hook {event}"
         self._registry.touch(session)
+        self._permissions.saw_event(session.id, event, payload)
         if event == "SessionStart":
             changes = {}
             if payload.get("session_id"):
@@ -73,8 +87,9 @@ class HookEvents:
             tool = str(payload.get("tool_name", ""))
             if tool in HUMAN_TOOLS:
                 await self._states.set(session, "waiting", HUMAN_TOOLS[tool], source=source)
-                self._bus.publish("permission.needed", session.id, name=session.name,
-                                  tool=tool, input=payload.get("tool_input"), kind=HUMAN_TOOLS[tool])
+                self._bus.publish("permission.needed", session.id, name=session.name, tool=tool,
+                                  input=payload.get("tool_input"), kind=HUMAN_TOOLS[tool],
+                                  options=question_options(payload.get("tool_input")))
             else:
                 await self._states.set(session, "busy", source=source)
         elif event == "PostToolUse":
@@ -82,8 +97,7 @@ class HookEvents:
         elif event == "PermissionRequest":
             tool = str(payload.get("tool_name", ""))
             await self._states.set(session, "waiting", f"permission: {tool}", source=source)
-            self._bus.publish("permission.needed", session.id, name=session.name, tool=tool,
-                              input=payload.get("tool_input"), kind="permission")
+            return await self._permissions.ask(session, payload)
         elif event == "Notification":
             kind = payload.get("notification_type")
             if kind in ("permission_prompt", "elicitation_dialog"):

@@ -19,7 +19,7 @@ from typing import Callable
 from core.delivery import undeliverable
 from core.errors import Unavailable
 from core.events import EventBus
-from core.providers import get_provider
+from core.providers import dialog_options, get_provider
 from core.queue import MessageQueue
 from core.sessions import Session, SessionRegistry
 from core.state import StateMachine
@@ -170,7 +170,14 @@ class Monitor:
             reason = None
             if reading.state == "waiting":
                 reason = session.state_reason or "a dialog on screen needs an answer"
+            was = session.state
             await self._states.set(session, reading.state, reason, source="screen")
+            if reading.state == "waiting" and was != "waiting" and not provider.has_hooks:
+                # No hook will describe this prompt: offer its own options (its digits).
+                screen = await self._tmux.capture(pane.pane_id)
+                self._bus.publish("permission.needed", session.id, name=session.name, kind="screen",
+                                  tool=provider.name, input="\n".join(screen.splitlines()[-12:]),
+                                  options=[list(o) for o in dialog_options(screen)])
             return
         # Hooks are the truth for this agent; the screen only repairs lost ones.
         if session.state in ("busy", "waiting") and reading.state == "idle":

@@ -11,6 +11,20 @@ import re
 from dataclasses import dataclass, field
 
 RULE_RE = re.compile(r"^\s*─{8,}")
+OPTION_RE = re.compile(r"^\s*(?:❯\s*)?(\d)[.)]\s+(\S.*)$")
+
+
+def dialog_options(screen: str) -> list[tuple[str, str]]:
+    """The numbered options of a dialog at the bottom of a screen: [(digit, label)]."""
+    options: list[tuple[str, str]] = []
+    for line in [ln for ln in screen.splitlines() if ln.strip()][-25:]:
+        found = OPTION_RE.match(line)
+        if found:
+            digit, label = found.group(1), found.group(2).strip()
+            if options and digit == "1":
+                options = []  # a later dialog replaces an earlier list
+            options.append((digit, label[:60]))
+    return options
 SHELLS = frozenset({"bash", "zsh", "sh", "dash", "fish", "ksh"})
 
 

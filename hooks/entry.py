@@ -43,6 +43,8 @@ def main(argv: list[str]) -> int:
     except ValueError:
         payload = {"unparsed": raw.decode("utf-8", "replace")[:2000]}
 
+    if event == "PermissionRequest":
+        return _ask(payload)
     spool_dir = paths.spool_dir()
     try:
         backlog = any(name.endswith(".json") and not name.startswith(".") for name in os.listdir(spool_dir))
@@ -76,6 +78,21 @@ def main(argv: list[str]) -> int:
             break
         time.sleep(delay)
     _spool(event, payload, token)
+    return 0
+
+
+def _ask(payload: dict) -> int:
+    """Wait for the server's decision (a tap on the phone) and print it.
+
+    One attempt only: retrying could ask the phone twice. If the server is
+    down or has no decision, print nothing; the dialog stays for the terminal.
+    """
+    try:
+        answer = Client(timeout=3500).request("POST", "/hooks/PermissionRequest", payload)
+    except (ServerDown, ApiError, OSError):
+        return 0
+    if answer:
+        sys.stdout.write(json.dumps(answer))
     return 0
 
 

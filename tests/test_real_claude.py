@@ -84,3 +84,35 @@ def test_real_claude_gets_messages_and_reports_state_through_hooks(
     server.wait_state("real", "idle", 60)
     assert server.session("real")["queued"] == 0
     assert server.ok("output", "real", "--transcript").strip().endswith("done")
+
+
+def test_real_permission_dialog_is_approved_from_the_phone(server_factory, tmp_path: Path,
+                                                            fake_model: tuple[str, Path]) -> None:
+    from telegram_harness import ThreadedTelegram
+    from test_permissions import permission_message, text_of
+
+    if not claude_available():
+        message = f"Claude Code is not installed at {CLAUDE_BIN}; run ./scripts/test"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    url, _ = fake_model
+    telegram = ThreadedTelegram()
+    try:
+        env = make_claude_home(tmp_path / "home", tmp_path / "work", allow_bash=False, base_url=url)
+        server = server_factory(SM_CLAUDE_COMMAND=str(CLAUDE_BIN),
+                                **telegram.env(SM_TELEGRAM_ALLOWED_ROOTS=str(tmp_path)), **env)
+        session = server.client().request("POST", "/sessions", {
+            "name": "real", "prompt": "RUN: touch made-by-claude.txt", "dir": str(server.workdir)})
+        thread = telegram.topic_of(session, 60)
+        message_id, buttons = permission_message(telegram, thread)
+        assert "touch made-by-claude.txt" in text_of(telegram, message_id)
+        # The real dialog is on the screen meanwhile.
+        wait_for(lambda: "Do you want to proceed?" in server.screen("real"), 30, message="the real dialog")
+        assert not (server.workdir / "made-by-claude.txt").exists()
+        telegram.press(message_id, buttons["Allow"])
+        wait_for(lambda: (server.workdir / "made-by-claude.txt").exists(), 60, 0.2, "the command to run")
+        telegram.wait(lambda t: "allowed by owner" in text_of(t, message_id), message="the outcome")
+        server.wait_state("real", "idle", 60)
+    finally:
+        telegram.close()

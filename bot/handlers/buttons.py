@@ -9,7 +9,7 @@ from aiogram.types import CallbackQuery
 from aiogram.utils.i18n import gettext as _
 
 from bot import actions
-from bot.keyboards import CONFIRM_FIRST, SessionAction, confirm_keyboard
+from bot.keyboards import CONFIRM_FIRST, DialogKey, PermissionDecision, SessionAction, confirm_keyboard
 from bot.render import esc
 from bot.services import BotServices
 from core.errors import SmError
@@ -57,3 +57,28 @@ async def session_action(query: CallbackQuery, callback_data: SessionAction, tg:
         asyncio.get_running_loop().create_task(summarise())
     else:
         await query.answer()
+
+
+def _who(query: CallbackQuery) -> str:
+    user = query.from_user
+    return user.username or user.first_name if user else "owner"
+
+
+@router.callback_query(PermissionDecision.filter())
+async def permission(query: CallbackQuery, callback_data: PermissionDecision, tg: BotServices) -> None:
+    try:
+        tg.engine.permissions.decide(callback_data.rid, callback_data.d, _who(query))
+    except SmError as exc:
+        await query.answer(str(exc), show_alert=True)
+        return
+    await query.answer(_("Done"))
+
+
+@router.callback_query(DialogKey.filter())
+async def dialog_key(query: CallbackQuery, callback_data: DialogKey, tg: BotServices) -> None:
+    try:
+        await tg.engine.press_keys(callback_data.sid, callback_data.key, f"owner via telegram ({_who(query)})")
+    except SmError as exc:
+        await query.answer(str(exc), show_alert=True)
+        return
+    await query.answer(_("Sent"))
