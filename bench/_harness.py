@@ -299,7 +299,11 @@ class BenchServer:
                              capture_output=True, text=True, check=True).stdout
         env = dict(line.split("=", 1) for line in out.splitlines()
                    if "=" in line and not line.startswith("-"))
-        return {k: env[k] for k in ("SM_TOKEN", "SM_SESSION_ID", "SM_SOCKET") if k in env}
+        out = {k: env[k] for k in ("SM_SESSION_ID", "SM_SOCKET") if k in env}
+        # The token is not in tmux's environment (nor on any command line): the
+        # agent's wrapper reads it from this 0600 file.
+        out["SM_TOKEN"] = Path(env["SM_TOKEN_FILE"]).read_text()
+        return out
 
     def prompt_log(self) -> list[dict[str, Any]]:
         """[{prompt, t}] in the order the fake agents submitted them."""

@@ -25,8 +25,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import (BenchServer, install_guards, print_table, record, row,  # noqa: E402
-                      stats_ms)
+from _harness import (SM, BenchServer, install_guards, print_table, record,  # noqa: E402
+                      row, stats_ms)
 
 N = 20
 PY = sys.executable
@@ -62,9 +62,9 @@ def main() -> None:
         cwd = str(srv.workdir)
         commands = {
             "python -c pass": ([PY, "-c", "pass"], srv.env, None),
-            "sm status": ([srv_sm(), "status"], srv.env, None),
-            "sm children": ([srv_sm(), "children"], srv.env, None),
-            "sm hook Stop": ([srv_sm(), "hook", "Stop"], hook_env, payload),
+            "sm status": ([SM, "status"], srv.env, None),
+            "sm children": ([SM, "children"], srv.env, None),
+            "sm hook Stop": ([SM, "hook", "Stop"], hook_env, payload),
             "import cli.common": ([PY, "-c", "import cli.common"], srv.env, None),
             "import hooks.entry": ([PY, "-c", "import hooks.entry"], srv.env, None),
         }
@@ -117,11 +117,6 @@ def main() -> None:
             f"sm status adds {res['sm status − python -c pass (paired)']['p50']:.0f} ms (paired p50)", None),
     ]
     record("cli_cold", {"n": N, "sessions": 3, "rows": res}, summary)
-
-
-def srv_sm() -> str:
-    from _harness import SM
-    return SM
 
 
 if __name__ == "__main__":

@@ -241,7 +241,9 @@ class Delivery:
             error = "submission not confirmed"
         if confirmed:
             await self._queue.mark_delivered(batch)
-            if not provider.has_hooks and session.state == "idle":
+            if session.state == "idle":
+                # Confirmed by the screen (no hook, or a late one): the agent is on it
+                # now. Without this a wait on it could fire before its turn began.
                 await self._states.set(session, "busy", source="delivery")
             for callback in self._delivered_listeners:
                 callback(session.id)

@@ -141,6 +141,7 @@ class Engine:
             prompt = check_text(prompt, self.settings.max_message_bytes)
         session = await self.lifecycle.spawn(caller, prompt, name=name, provider=provider,
                                              workdir=workdir)
+        self.monitor.poke()
         if wait and caller.session and session.state != "errored":
             await self.waits.add(caller.session, session, wait, kind="spawn")
         return session

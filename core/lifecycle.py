@@ -112,9 +112,12 @@ class Lifecycle:
             argv += ["--settings", str(self.claude_settings)]
         # tmux 3.3 replaces PATH with its client's even when given with -e,
         # so PATH (which must find `sm`) rides on the command line instead.
-        # tmux sometimes loses a dead pane's exit status, so a small sh wrapper
+        # The agent's token is read from a 0600 file by the wrapper: on a command
+        # line (tmux -e included) any local user could read it with ps.
+        # tmux sometimes loses a dead pane's exit status, so the wrapper also
         # prints it as the pane's last line (see EXIT_LINE_RE in core.monitor).
-        wrapper = '"$@"; s=$?; printf "\\n[sm] agent exited with status %s\\n" "$s"; exit "$s"'
+        wrapper = ('SM_TOKEN="$(cat "$SM_TOKEN_FILE")"; export SM_TOKEN; '
+                   '"$@"; s=$?; printf "\\n[sm] agent exited with status %s\\n" "$s"; exit "$s"')
         return shlex.join(["/usr/bin/env", f"PATH={env['PATH']}", "/bin/sh", "-c", wrapper,
                            "sm-agent", *argv])
 
@@ -159,7 +162,7 @@ class Lifecycle:
             "session.spawned", session.id, name=name, provider=provider,
             parent=caller.id, workdir=workdir,
         )
-        env = self._agent_env(session, token)
+        env = self._agent_env(session, self._write_token(session, token))
         env.update(provider_obj.extra_env)
         try:
             command = self.launch_command(provider, workdir, env)
@@ -175,13 +178,24 @@ class Lifecycle:
             )
         return session
 
-    def _agent_env(self, session: Session, token: str) -> dict[str, str]:
+    def token_file(self, session_id: str) -> Path:
+        return self._settings.state_dir / "agents" / f"{session_id}.token"
+
+    def _write_token(self, session: Session, token: str) -> Path:
+        path = self.token_file(session.id)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(token)
+        return path
+
+    def _agent_env(self, session: Session, token_file: Path) -> dict[str, str]:
         sm_dir = str(Path(self.sm.split()[0]).parent)
         path = os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin")
         return {
             "SM_SESSION_ID": session.id,
             "SM_SESSION_NAME": session.name,
-            "SM_TOKEN": token,
+            "SM_TOKEN_FILE": str(token_file),
             "SM_SOCKET": str(self._settings.socket_path),
             "SM_STATE_DIR": str(self._settings.state_dir),
             "PATH": f"{sm_dir}:{path}" if sm_dir not in path.split(":") else path,
@@ -193,6 +207,7 @@ class Lifecycle:
             return
         await self._tmux.kill_session(target.tmux_session)
         await self._states.set(target, "dead", f"killed by {caller.label}", source="kill")
+        self.token_file(target.id).unlink(missing_ok=True)
         await self._queue.fail_all(target.id, f"session was killed by {caller.label}")
 
     async def rename(self, caller: Caller, target: Session, name: str) -> Session:

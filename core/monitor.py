@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 LOST_STOP_AFTER = 3.0
 EXIT_LINE_RE = re.compile(r"^\[sm\] agent exited with status (\d+)$")
 RECHECK_EVERY = 2.0
+STARTING_POLL = 0.1
 
 
 class Monitor:
@@ -60,6 +61,7 @@ class Monitor:
         self._dead_since: dict[str, float] = {}
         self._task: asyncio.Task[None] | None = None
         self._tmux_down = False
+        self._poke = asyncio.Event()
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="monitor")
@@ -69,6 +71,10 @@ class Monitor:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
 
+    def poke(self) -> None:
+        """Look again now (a session was just started)."""
+        self._poke.set()
+
     async def _run(self) -> None:
         while True:
             try:
@@ -77,7 +83,14 @@ class Monitor:
                 raise
             except Exception:
                 log.exception("monitor tick failed")
-            await asyncio.sleep(self.poll_interval)
+            # A starting agent is watched closely: its first input waits on it.
+            starting = any(s.state == "starting" for s in self._registry.live())
+            interval = min(self.poll_interval, STARTING_POLL) if starting else self.poll_interval
+            self._poke.clear()
+            try:
+                await asyncio.wait_for(self._poke.wait(), interval)
+            except asyncio.TimeoutError:
+                pass
 
     async def tick(self) -> None:
         sessions = [s for s in self._registry.live() if s.pane_id]

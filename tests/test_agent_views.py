@@ -93,11 +93,18 @@ def test_api_error_marks_the_agent_errored_with_its_reason(server: Server) -> No
     server.wait_prompt(lambda p: "try again" in p)
 
 
-def test_permission_prompt_means_waiting(server: Server) -> None:
+def test_permission_prompt_means_waiting_until_answered(server: Server) -> None:
+    import threading
+
     server.spawn_agent("eng")
-    _hook(server, "eng", "PermissionRequest",
-          {"hook_event_name": "PermissionRequest", "tool_name": "Bash", "tool_input": {"command": "rm x"}})
+    asking = threading.Thread(target=_hook, args=(server, "eng", "PermissionRequest", {
+        "hook_event_name": "PermissionRequest", "tool_name": "Bash", "tool_input": {"command": "rm x"}}))
+    asking.start()  # it waits for an answer (no phone here: the terminal's)
     assert server.wait_state("eng", "waiting")["state_reason"] == "permission: Bash"
+    _hook(server, "eng", "PostToolUse", {"hook_event_name": "PostToolUse", "tool_name": "Bash"})
+    asking.join(10)
+    assert not asking.is_alive(), "the answer at the terminal did not release the hook"
+    server.wait_state("eng", "busy")
 
 
 def test_hook_outside_a_managed_session_does_nothing(server: Server) -> None:

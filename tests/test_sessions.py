@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 import stat
 import subprocess
 import threading
@@ -228,3 +229,25 @@ def test_health_answers_while_five_sessions_spawn(server: Server) -> None:
     assert len(server.json("status")["sessions"]) == 5
     assert latencies, "no /health request completed during the spawns"
     assert max(latencies) < 0.5, f"/health stalled for {max(latencies):.3f}s during spawns"
+
+
+def test_agent_token_is_on_no_command_line_and_not_in_tmux(server: Server) -> None:
+    server.ok("spawn", "", "--provider", "shell", "--name", "secret")
+    server.wait_state("secret", "idle")
+    token = server.agent_env("secret")["SM_TOKEN"]
+    assert len(token) > 20
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        assert token.encode() not in cmdline, f"the agent token is visible in `ps` (pid {proc.name})"
+    shown = subprocess.run(["tmux", "-L", server.socket, "show-environment", "-g"],
+                           capture_output=True, text=True).stdout
+    assert token not in shown
+    # ... and yet the agent has it: its own sm acts as itself.
+    server.ok("send", "secret", 'sm status --json > me.json')
+    wait_for(lambda: (server.workdir / "me.json").exists() and (server.workdir / "me.json").stat().st_size,
+             message="the agent's sm to answer")
+    import json as _json
+    assert _json.loads((server.workdir / "me.json").read_text())["you"]["name"] == "secret"
