@@ -153,3 +153,15 @@ def test_hooks_install_keeps_existing_settings(tmp_path: Path) -> None:
                            check=True).stdout
     assert "already there" in again
     assert json.loads((project / ".claude" / "settings.json").read_text()) == settings
+
+
+def test_a_lock_lapses_when_its_holder_stays_silent_past_the_lease(server_factory) -> None:
+    server = server_factory(SM_LOCK_LEASE="1")
+    two_agents(server)
+    server.ok("lock", "then went quiet", env=server.agent_env("alice"))
+    refused = server.sm("lock", "mine", env=server.agent_env("bob"))
+    assert refused.returncode == 1 and "workspace locked by alice" in refused.stderr
+    # No activity from alice for longer than the lease: bob may take it.
+    wait_for(lambda: server.sm("lock", "mine", env=server.agent_env("bob")).returncode == 0, 10, 0.2,
+             "the lease to lapse")
+    assert server.json("status")["locks"][0]["holder_name"] == "bob"

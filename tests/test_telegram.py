@@ -223,6 +223,8 @@ def test_list_status_and_open_answer_where_asked(telegram: ThreadedTelegram, tg_
     assert button["url"].endswith(f"/{thread}")
     telegram.say("/status", thread)
     telegram.wait(lambda t: sum("State: idle" in x for x in t.texts(thread)) >= 2, message="/status in the topic")
+    commands = telegram.do(lambda: [c["command"] for c in telegram.fake.commands])
+    assert {"new", "list", "status", "kill", "open", "help"} <= set(commands)
     telegram.say(f"/open {session['id']}")
     opened = telegram.wait(lambda t: next((x for x in t.texts(0) if "attach-session" in x), None),
                            message="/open")
