@@ -7,7 +7,7 @@ import shlex
 from aiogram.utils.i18n import gettext as _
 
 from bot.mirror import card_text
-from bot.render import STATE_ICONS, esc, pre
+from bot.render import STATE_ICONS, cut, esc, pre
 from core.engine import Engine
 from core.sessions import Session
 
@@ -26,7 +26,8 @@ async def output_html(engine: Engine, session: Session) -> str:
 
 async def what_html(engine: Engine, session: Session) -> str:
     summary = await engine.what(session.id)
-    return "🔎 " + esc(summary["summary"])
+    text, _cut = cut(summary["summary"], 3500)
+    return "🔎 " + esc(text)
 
 
 def attach_html(engine: Engine, session: Session) -> str:
@@ -40,7 +41,11 @@ def list_html(engine: Engine) -> str:
         return _("No sessions. Start one with /new")
     lines = [f"{STATE_ICONS.get(s.state, '')} <b>{esc(s.name)}</b> <code>{s.id}</code> — {esc(s.state)}"
              for s in sessions]
-    return "\n".join(lines)
+    out = "\n".join(lines)
+    while len(out) > 3800:  # many sessions: keep within one Telegram message
+        lines = lines[:-1]
+        out = "\n".join(lines) + f"\n… ({len(sessions) - len(lines)} more)"
+    return out
 
 
 def help_html() -> str:

@@ -210,9 +210,19 @@ class Mirror:
             return
         options = event.get("options") or []
         if not options:
-            # The dialog is drawn a moment after its hook fires: read its options off the screen.
-            await asyncio.sleep(1.5)
+            # The dialog is drawn a moment after its hook fires: read its options off
+            # the screen a little later, without holding up the rest of the mirror.
+            asyncio.get_running_loop().create_task(self._dialog_later(session, event, body))
+            return
+        await self._post_dialog(session, event, body, options)
+
+    async def _dialog_later(self, session: Session, event: Event, body: str) -> None:
+        await asyncio.sleep(1.5)
+        with self._i18n.context():
             options = [list(o) for o in await self._engine.dialog_options(session.id)]
+            await self._post_dialog(session, event, body, options)
+
+    async def _post_dialog(self, session: Session, event: Event, body: str, options: list[list[str]]) -> None:
         title = {"question": _("{name} asks"), "plan": _("{name} wants its plan approved")}.get(
             str(event.get("kind")), _("{name} is waiting for an answer")).format(name=f"<b>{esc(session.name)}</b>")
         payload: dict[str, Any] = {"html": "❓ " + title + body}

@@ -164,7 +164,16 @@ class Outbox:
                 backoff = min(backoff * 2, MAX_BACKOFF)
                 continue
             except TelegramBadRequest as exc:
-                if await self._repair(batch, str(exc)):
+                try:
+                    repaired = await self._repair(batch, str(exc))
+                except (TelegramRetryAfter, TelegramNetworkError, TelegramServerError,
+                        TelegramBadRequest, ClientDecodeError, OSError) as repair_error:
+                    log.warning("repairing outbox item %s failed (%s); retrying in %.0fs",
+                                batch[0].id, repair_error, backoff)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, MAX_BACKOFF)
+                    continue
+                if repaired:
                     continue
                 log.error("Telegram refused outbox item %s: %s", batch[0].id, exc)
                 await self._finish(batch, None, status="failed", error=str(exc))
@@ -185,7 +194,8 @@ class Outbox:
             return [first]
         batch, size = [first], len(first.payload["html"])
         for item in items[1:]:
-            if item.session_id != first.session_id:
+            if item.session_id != first.session_id or (
+                    first.session_id is None and item.payload.get("thread_id") != first.payload.get("thread_id")):
                 continue  # other topics keep their own order; skipping them is safe
             if item.kind != "text" or item.payload.get("reply_markup") or item.payload.get("reply_to"):
                 break  # never overtake a non-text item of the same topic

@@ -27,6 +27,9 @@ def token() -> str:
     explicit = os.environ.get("SM_TOKEN")
     if explicit:
         return explicit
+    if os.environ.get("SM_SESSION_ID"):
+        # Inside an agent, never act as the owner because SM_TOKEN was scrubbed.
+        raise ApiError(401, "SM_SESSION_ID is set but SM_TOKEN is not: an agent acts only as itself")
     path = paths.owner_token_path()
     try:
         with open(path, encoding="utf-8") as fh:

@@ -177,6 +177,22 @@ class Settings(BaseSettings):
             raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
         return value.upper()
 
+    @field_validator("lock_wait", mode="after")
+    @classmethod
+    def _within_hook_timeout(cls, value: float) -> float:
+        # The auto-lock hook runs with a 60 s timeout in sm's hook settings; a
+        # longer wait would be cut off by Claude Code and the write let through.
+        if not 0 <= value <= 50:
+            raise ValueError("must be between 0 and 50 seconds (the auto-lock hook's timeout is 60 s)")
+        return value
+
+    @field_validator("permission_timeout", mode="after")
+    @classmethod
+    def _within_permission_hook_timeout(cls, value: float) -> float:
+        if not 0 < value <= 3500:
+            raise ValueError("must be between 1 and 3500 seconds (the PermissionRequest hook's timeout is 3600 s)")
+        return value
+
     @field_validator("telegram_allowed_roots", mode="before")
     @classmethod
     def _parse_roots(cls, value: Any) -> Any:

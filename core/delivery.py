@@ -67,6 +67,7 @@ class _Worker:
         self.state_changed = asyncio.Event()
         self.submitted = asyncio.Event()
         self.cleared = asyncio.Event()
+        self.expect = ""  # the start of the text in flight
         self.task: asyncio.Task[None] | None = None
         self.retry_handle: asyncio.TimerHandle | None = None
 
@@ -115,10 +116,14 @@ class Delivery:
             worker.state_changed.set()
         self.wake(session.id)
 
-    def note_submitted(self, session_id: str) -> None:
-        """UserPromptSubmit arrived: whatever is in flight went in."""
+    def note_submitted(self, session_id: str, prompt: str | None = None) -> None:
+        """UserPromptSubmit arrived: the batch in flight went in, if this is its prompt.
+
+        A late hook of an earlier batch (one the screen confirmed) must not
+        confirm the next one, so the prompt's text is checked when it has any.
+        """
         worker = self._workers.get(session_id)
-        if worker:
+        if worker and (not prompt or not worker.expect or worker.expect in prompt):
             worker.submitted.set()
 
     async def confirm_prompt(self, session: Session, prompt: str) -> list[int]:
@@ -199,7 +204,13 @@ class Delivery:
         keys = [m for m in pending if m.kind == "keys"]
         if keys:
             # Answers to a dialog on the screen (its digits): pressed at once, as keys,
-            # whatever the state; never pasted, never followed by Enter.
+            # never pasted, never followed by Enter; and only while a dialog is
+            # there: a stale button must not type a digit into the input box, or
+            # pick an option of a newer dialog it was never meant for.
+            reading = await self._read(session, provider)
+            if session.state != "waiting" and reading.state != "waiting":
+                await self._queue.mark_failed(keys[:1], "no dialog is waiting for an answer now")
+                return True
             await self._queue.mark_inflight(keys[:1])
             await self._tmux.press(session.pane_id, *keys[0].body.split())
             await self._queue.mark_delivered(keys[:1])
@@ -217,14 +228,18 @@ class Delivery:
                 return False
             batch = _batch(pending, self.tuning.batch_bytes)
 
-        if batch[0].kind == "clear":
-            return await self._clear(worker, session, provider, batch[0])
-
         reading = await self._read(session, provider)
+        if reading.state == "waiting":
+            # A dialog is up (permission, trust, a start-up question): a paste and
+            # an Enter would answer it. Wait until it is gone.
+            self._retry_later(worker, self.tuning.retry_delay)
+            return False
         leftover = [m for m in batch if m.status == "inflight"]
         if leftover:
             # A crash of the server left this batch in flight: finish it, never paste twice.
             return await self._resume(worker, session, provider, leftover, reading)
+        if batch[0].kind == "clear" and not reading.input_text:
+            return await self._clear(worker, session, provider, batch[0])
         if reading.input_text:
             # Someone is typing in this pane: never type over them.
             log.info("%s: input box holds text; holding %d message(s)", session.label, len(batch))
@@ -251,7 +266,9 @@ class Delivery:
         if max(m.attempts for m in batch) >= self.tuning.max_attempts:
             await self._queue.mark_failed(batch, f"{error} after {self.tuning.max_attempts} attempts")
             return True
-        await self._queue.mark_retry(batch, error)
+        # Left in flight: the next try looks at the input box first, presses Enter
+        # if the text is still there, and pastes again only if it is not.
+        await self._queue.note_error(batch, error)
         self._retry_later(worker, self.tuning.retry_delay)
         return False
 
@@ -317,6 +334,7 @@ class Delivery:
     ) -> bool:
         pane = session.pane_id or ""
         worker.submitted.clear()
+        worker.expect = text.split("\n", 1)[0][:60]
         await self._tmux.paste(pane, text)
         await asyncio.sleep(self.tuning.paste_settle)
         for attempt in range(self.tuning.enter_retries):

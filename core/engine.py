@@ -24,7 +24,7 @@ from core.hookevents import HOOK_EVENTS, HookEvents
 from core.lifecycle import Caller, Lifecycle
 from core.locks import Lock, Locks
 from core.monitor import Monitor
-from core.providers import dialog_options
+from core.providers import dialog_options, get_provider
 from core.permissions import Permissions
 from core.queue import MODES, Message, MessageQueue
 from core.sessions import Session, SessionRegistry
@@ -137,6 +137,8 @@ class Engine:
     async def spawn(self, caller: Caller, prompt: str = "", *, name: str | None = None,
                     provider: str = "claude", workdir: str | None = None,
                     wait: float | None = None) -> Session:
+        if wait and caller.session is None:
+            raise Invalid("--wait wakes the calling agent with a message; run it inside a session sm started")
         if prompt:
             prompt = check_text(prompt, self.settings.max_message_bytes)
         session = await self.lifecycle.spawn(caller, prompt, name=name, provider=provider,
@@ -157,11 +159,15 @@ class Engine:
     def children(self, caller: Caller) -> list[Session]:
         return self.registry.children(caller.id)
 
-    def others(self, caller: Caller) -> list[Session]:
+    async def others(self, caller: Caller) -> list[Session]:
         """Other live sessions working in the caller's workspace (git root)."""
-        here = git_root(caller.session.workdir if caller.session else os.getcwd())
+        def roots() -> tuple[str, dict[str, str]]:
+            here = git_root(caller.session.workdir if caller.session else os.getcwd())
+            return here, {s.id: git_root(s.workdir) for s in self.registry.live() if s.id != caller.id}
+
+        here, theirs = await asyncio.to_thread(roots)  # git runs in a thread, not on the loop
         return [s for s in self.registry.live()
-                if s.id != caller.id and s.state not in ("errored",) and git_root(s.workdir) == here]
+                if theirs.get(s.id) == here and s.state != "errored"]
 
     async def status(self, caller: Caller) -> dict[str, Any]:
         counts = await self.queue.counts()
@@ -215,14 +221,16 @@ class Engine:
             return []
         return dialog_options(await self.tmux.capture(target.pane_id))
 
-    async def press_keys(self, ref: str, keys: str, label: str) -> Message:
+    async def press_keys(self, ref: str, keys: str, label: str, origin: str | None = None) -> Message:
         """Answer a dialog on the agent's screen with its own keys (e.g. the option's digit)."""
         if not keys or not all(k.isdigit() or k in ("Enter", "Escape", "Up", "Down", "Tab") for k in keys.split()):
             raise Invalid("keys must be option digits or Enter/Escape/Up/Down/Tab")
         target = await self.resolve(ref)
         self._check_deliverable(target)
+        if target.state != "waiting":
+            raise Invalid(f"{target.name} has no dialog waiting for an answer now")
         return await self.queue.enqueue(target.id, keys, sender_id=None, sender_label=label,
-                                        mode="urgent", kind="keys", origin="telegram")
+                                        mode="urgent", kind="keys", origin=origin)
 
     async def wait(self, caller: Caller, ref: str, seconds: float) -> int:
         if caller.session is None:
@@ -239,7 +247,9 @@ class Engine:
         self.lifecycle.check_may_manage(caller, target, "clear")
         if not target.live:
             raise Invalid(f"{target.label} is dead")
-        await self.locks.release_all(target)  # a cleared agent forgets what it was writing
+        if not get_provider(target.provider).has_hooks:
+            # No SessionStart(clear) will say when it happened: release now.
+            await self.locks.release_all(target)
         await self.queue.enqueue(target.id, "clear", sender_id=caller.id,
                                  sender_label=caller.label, kind="clear")
         if prompt.strip():
@@ -287,6 +297,10 @@ class Engine:
     async def _release_locks_of_the_gone(self, session: Session, previous: str) -> None:
         if session.state == "dead" or undeliverable(session):
             await self.locks.release_all(session)
+        elif session.state == "idle":
+            # The turn is over, however we learnt it (a Stop, live or replayed from
+            # the spool, or the screen repairing a lost one): automatic locks end.
+            await self.locks.release_auto(session)
 
     async def lock(self, caller: Caller, reason: str) -> Lock:
         if caller.session is None:
@@ -332,8 +346,14 @@ class Engine:
     async def hook(self, session: Session, event: str, payload: dict[str, Any]) -> dict[str, Any]:
         if event not in HOOK_EVENTS:
             raise Invalid(f"unknown hook event {event!r}")
+        return await self._apply_hook(session, event, payload)
+
+    async def _apply_hook(self, session: Session, event: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """A hook event, live or replayed from the spool."""
         await self.locks.renew(session)
-        if event == "Stop":
+        if event == "SessionStart" and payload.get("source") == "clear":
+            await self.locks.release_all(session)  # cleared, by sm or at the terminal
+        elif event == "Stop":
             await self.locks.release_auto(session)
         return await self.hooks.handle(session, event, payload)
 
@@ -347,4 +367,4 @@ class Engine:
             log.warning("spooled %s event for an unknown or dead session; dropped", event)
             return
         if event in HOOK_EVENTS:
-            await self.hooks.handle(session, event, payload)
+            await self._apply_hook(session, event, payload)

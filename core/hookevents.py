@@ -79,7 +79,7 @@ class HookEvents:
             if payload.get("source") != "compact":
                 await self._states.set(session, "idle", source=source)
         elif event == "UserPromptSubmit":
-            self._delivery.note_submitted(session.id)
+            self._delivery.note_submitted(session.id, str(payload.get("prompt") or ""))
             if payload.get("prompt"):
                 await self._delivery.confirm_prompt(session, str(payload["prompt"]))
             await self._states.set(session, "busy", source=source)

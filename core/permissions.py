@@ -20,7 +20,7 @@ answered at the terminal, expired; `by`: who).
 from __future__ import annotations
 
 import asyncio
-import itertools
+import secrets
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -51,12 +51,13 @@ class Permissions:
         self._bus = bus
         self.timeout = timeout
         self._clock = clock
-        self._ids = itertools.count(1)
         self.pending: dict[int, Request] = {}
 
     async def ask(self, session: Session, payload: dict[str, Any]) -> dict[str, Any]:
         """The PermissionRequest hook's call: wait for a decision; the hook prints what this returns."""
-        request = Request(next(self._ids), session.id, str(payload.get("tool_name", "")),
+        # A random id, not a counter: a button left from before a restart must
+        # never answer a new request that happens to get the same number.
+        request = Request(secrets.randbelow(2**31 - 1) + 1, session.id, str(payload.get("tool_name", "")),
                           payload.get("tool_input"), payload.get("permission_suggestions"),
                           self._clock(), asyncio.get_running_loop().create_future())
         self.pending[request.id] = request

@@ -131,6 +131,11 @@ class MessageQueue:
                     "UPDATE messages SET status = 'queued', error = ? WHERE id = ?", (error, m.id)
                 )
 
+    async def note_error(self, messages: list[Message], error: str) -> None:
+        async with self._store.transaction() as tx:
+            for m in messages:
+                await tx.execute("UPDATE messages SET error = ? WHERE id = ?", (error, m.id))
+
     async def mark_failed(self, messages: list[Message], error: str) -> None:
         async with self._store.transaction() as tx:
             for m in messages:

@@ -74,10 +74,14 @@ class SessionRegistry:
         self._store = store
         self._clock = clock
         self._live: dict[str, Session] = {}
+        # Every session's parent, the dead included: a dead middle generation
+        # must not cut an agent off from its grandchildren.
+        self._parents: dict[str, str | None] = {}
 
     async def load(self) -> None:
         rows = await self._store.fetchall("SELECT * FROM sessions WHERE state != 'dead'")
         self._live = {row["id"]: Session(**dict(row)) for row in rows}
+        self._parents = {r[0]: r[1] for r in await self._store.fetchall("SELECT id, parent_id FROM sessions")}
 
     # -- lookups --------------------------------------------------------------------
 
@@ -119,7 +123,7 @@ class SessionRegistry:
     def is_self_or_descendant(self, candidate: Session, ancestor_id: str) -> bool:
         seen: set[str] = set()
         current: str | None = candidate.id
-        parents = {s.id: s.parent_id for s in self._live.values()}
+        parents = dict(self._parents)
         parents[candidate.id] = candidate.parent_id
         while current and current not in seen:
             if current == ancestor_id:
@@ -133,7 +137,7 @@ class SessionRegistry:
     def new_id(self) -> str:
         while True:
             candidate = secrets.token_hex(3)
-            if candidate not in self._live:
+            if candidate not in self._parents:  # ids of the dead are never reused
                 return candidate
 
     def check_name_free(self, name: str, except_id: str | None = None) -> None:
@@ -148,10 +152,18 @@ class SessionRegistry:
         fields = asdict(session)
         columns = ", ".join(fields)
         marks = ", ".join("?" for _ in fields)
-        await self._store.execute(
-            f"INSERT INTO sessions ({columns}) VALUES ({marks})", list(fields.values())
-        )
+        # Claimed in memory first: a concurrent spawn with the same name sees it.
+        self.check_name_free(session.name)
         self._live[session.id] = session
+        self._parents[session.id] = session.parent_id
+        try:
+            await self._store.execute(
+                f"INSERT INTO sessions ({columns}) VALUES ({marks})", list(fields.values())
+            )
+        except Exception:
+            self._live.pop(session.id, None)
+            self._parents.pop(session.id, None)
+            raise
 
     async def update(self, session: Session, **changes: Any) -> None:
         for key, value in changes.items():

@@ -115,8 +115,11 @@ class Tmux:
             raise Unavailable(f"tmux failed: {exc}") from exc
         if result.stderr:
             text = " ".join(result.stderr)
-            # No server yet (nothing spawned) is an empty list, not an error.
-            if "no server running" in text or "error connecting" in text:
+            # No server yet (nothing spawned, or it is gone) is an empty list. Any
+            # other failure to connect is an error: treating it as "no panes"
+            # would bury every live session.
+            if "no server running" in text or "No such file or directory" in text \
+                    or "Connection refused" in text:
                 return []
             raise Unavailable(f"tmux list-panes failed: {text}")
         panes = []

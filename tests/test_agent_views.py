@@ -24,7 +24,7 @@ def test_clear_confirms_then_delivers_the_new_prompt(server: Server) -> None:
     assert server.session("eng")["agent_session_id"] != before
 
 
-def test_clear_waits_for_a_busy_agent_and_ignores_its_late_stop(server: Server) -> None:
+def test_clear_waits_for_a_busy_agent_to_finish_its_turn(server: Server) -> None:
     server.spawn_agent("eng", "finishing sleep 1.5")
     server.wait_state("eng", "busy")
     server.ok("clear", "eng")

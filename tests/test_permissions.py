@@ -176,3 +176,21 @@ def test_a_prompt_seen_only_on_screen_gets_buttons_that_send_its_digits(
     assert "make deploy" in text_of(telegram, message_id)
     telegram.press(message_id, data)
     wait_for(lambda: "chose 1" in server.screen("cx"), message="the answer in the pane")
+
+
+def test_a_stale_option_button_types_nothing(server_factory, telegram: ThreadedTelegram, tmp_path: Path) -> None:
+    server = make_server(server_factory, telegram, tmp_path)
+    session = server.spawn_agent("eng", "", dir=str(server.workdir))
+    thread = telegram.topic_of(session)
+    question = {"questions": [{"question": "Proceed?", "options": [{"label": "Yes"}, {"label": "No"}]}]}
+    Hook(server, "eng", "PreToolUse", {"hook_event_name": "PreToolUse", "tool_name": "AskUserQuestion",
+                                       "tool_input": question}).output()
+    message_id, data = telegram.button(thread, "1. Yes")
+    # Answered at the terminal meanwhile: the turn went on and ended.
+    Hook(server, "eng", "Stop", {"hook_event_name": "Stop"}).output()
+    server.wait_state("eng", "idle")
+    query = telegram.press(message_id, data)
+    answer = telegram.wait(lambda t: next((a for a in t.do(lambda: list(t.fake.answered_callbacks))
+                                           if a["callback_query_id"] == query), None), message="the answer")
+    assert "no dialog" in (answer.get("text") or "")
+    assert "❯ 1" not in server.screen("eng")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 import stat
 import subprocess
@@ -251,3 +252,26 @@ def test_agent_token_is_on_no_command_line_and_not_in_tmux(server: Server) -> No
              message="the agent's sm to answer")
     import json as _json
     assert _json.loads((server.workdir / "me.json").read_text())["you"]["name"] == "secret"
+
+
+def test_an_agent_can_kill_a_grandchild_whose_parent_died(server: Server) -> None:
+    server.ok("spawn", "", "--provider", "shell", "--name", "lead")
+    server.wait_state("lead", "idle")
+    lead = server.agent_env("lead")
+    server.ok("spawn", "", "--provider", "shell", "--name", "mid", env=lead)
+    server.wait_state("mid", "idle")
+    server.ok("spawn", "", "--provider", "shell", "--name", "leaf", env=server.agent_env("mid"))
+    server.ok("kill", "mid", env=lead)
+    server.ok("kill", "leaf", env=lead)
+
+
+def test_an_agent_without_its_token_is_not_the_owner(server: Server) -> None:
+    server.ok("spawn", "", "--provider", "shell", "--name", "me")
+    server.ok("spawn", "", "--provider", "shell", "--name", "other")
+    server.wait_state("me", "idle")
+    env = server.agent_env("me")
+    scrubbed = {**server.env, "SM_SESSION_ID": env["SM_SESSION_ID"]}
+    result = subprocess.run([str(Path(sys.executable).parent / "sm"), "kill", "other"], env=scrubbed,
+                            capture_output=True, text=True, cwd=server.workdir)
+    assert result.returncode == 1 and "acts only as itself" in result.stderr
+    assert server.state("other") != "dead"

@@ -126,7 +126,7 @@ async def list_sessions(request: web.Request) -> web.Response:
     if scope == "children":
         sessions = engine.children(caller)
     elif scope == "others":
-        sessions = engine.others(caller)
+        sessions = await engine.others(caller)
     elif scope == "all":
         sessions = engine.registry.live()
     else:

@@ -77,7 +77,8 @@ async def permission(query: CallbackQuery, callback_data: PermissionDecision, tg
 @router.callback_query(DialogKey.filter())
 async def dialog_key(query: CallbackQuery, callback_data: DialogKey, tg: BotServices) -> None:
     try:
-        await tg.engine.press_keys(callback_data.sid, callback_data.key, f"owner via telegram ({_who(query)})")
+        await tg.engine.press_keys(callback_data.sid, callback_data.key, f"owner via telegram ({_who(query)})",
+                                   origin="telegram")
     except SmError as exc:
         await query.answer(str(exc), show_alert=True)
         return
