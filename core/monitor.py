@@ -171,7 +171,10 @@ class Monitor:
         if provider.name == "shell" and session.state != "starting":
             # The foreground process says it all; no capture needed.
             reading = provider.read_screen("", pane.current_command)
-        elif recent or overdue or session.state == "starting":
+        elif session.state == "starting" or overdue or (
+                recent and (not provider.has_hooks or session.state not in ("busy", "waiting"))):
+            # Hooks report a busy Claude: its spinner alone is no reason to look
+            # (it is checked every RECHECK_EVERY seconds for a lost Stop).
             self._last_capture[session.id] = now
             screen = await self._tmux.capture(pane.pane_id)
             reading = provider.read_screen(screen, pane.current_command)
