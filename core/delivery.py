@@ -278,28 +278,35 @@ class Delivery:
         if box and not _looks_like_ours(box, provider):
             self._retry_later(worker, self.tuning.retry_delay)  # a person's text: wait
             return False
-        if box:
-            log.info("%s: resuming a batch a crash left in the input box", session.label)
-            worker.submitted.clear()
-            for _ in range(self.tuning.enter_retries):
-                await self._tmux.press(session.pane_id or "", "Enter")
-                if provider.has_hooks and await _wait(worker.submitted, self.tuning.confirm_timeout):
-                    break
-                if not (await self._read(session, provider)).input_text:
-                    break
-            else:
-                await self._queue.mark_retry(batch, "could not submit a batch left in the input box")
-                self._retry_later(worker, self.tuning.retry_delay)
-                return False
-            await self._queue.mark_delivered(batch)
-            for callback in self._delivered_listeners:
-                callback(session.id)
+        if not box and reading.state is not None:
+            # The box is empty and no replayed hook said the batch went in: it never did.
+            await self._queue.mark_retry(batch, "in flight when sm stopped; sent again")
+            for m in batch:
+                m.status = "queued"
             return True
-        # Empty box and no hook says it went in: it was never submitted. Send it again.
-        await self._queue.mark_retry(batch, "in flight when sm stopped; sent again")
-        for m in batch:
-            m.status = "queued"
-        return True
+        # Our text is still in the box, or the box can't be seen (a long paste can
+        # push its top off the screen): press Enter; never paste a second copy.
+        log.info("%s: finishing a batch left in flight (Enter, not a new paste)", session.label)
+        worker.submitted.clear()
+        worker.expect = self.render(batch[0], provider).split("\n", 1)[0][:60]
+        for _ in range(self.tuning.enter_retries):
+            await self._tmux.press(session.pane_id or "", "Enter")
+            if provider.has_hooks:
+                confirmed = await _wait(worker.submitted, self.tuning.confirm_timeout)
+            else:
+                confirmed = await self._screen_confirms(session, provider)
+            if confirmed:
+                await self._queue.mark_delivered(batch)
+                for callback in self._delivered_listeners:
+                    callback(session.id)
+                return True
+        if max(m.attempts for m in batch) >= self.tuning.max_attempts:
+            # Nothing confirms it: rather twice than never.
+            await self._queue.mark_retry(batch, "in flight and unconfirmed; sent again")
+            return True
+        await self._queue.mark_inflight(batch)  # counts the attempt; stays in flight
+        self._retry_later(worker, self.tuning.retry_delay)
+        return False
 
     def render(self, message: Message, provider: Provider) -> str:
         body = message.body

@@ -23,6 +23,23 @@ def claude_available() -> bool:
     return CLAUDE_BIN.exists() and os.access(CLAUDE_BIN, os.X_OK)
 
 
+def require_claude() -> None:
+    """Call at the start of a test that drives the real CLI.
+
+    Under CI (where ./scripts/test installs the CLI) a missing binary fails the
+    test: it must never pass as skipped. On a developer's machine without npm
+    it skips, saying why and how to get it.
+    """
+    import pytest
+
+    if claude_available():
+        return
+    message = f"Claude Code {CLAUDE_VERSION} is not installed at {CLAUDE_BIN}; ./scripts/test installs it"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
 def make_claude_home(
     root: Path,
     workdir: Path,

@@ -43,6 +43,20 @@ def wait_for(condition: Callable[[], Any], timeout: float = 10.0, interval: floa
     raise AssertionError(f"timed out after {timeout}s waiting for {message} (last: {last!r})")
 
 
+def holds(condition: Callable[[], Any], seconds: float, message: str = "condition") -> None:
+    """Check that `condition` stays true for `seconds`, failing the moment it does not.
+
+    For negative checks ("nothing was pasted", "the hook is still waiting"):
+    the duration is the window in which a wrong behaviour would show, and
+    every moment of it is checked.
+    """
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert condition(), f"{message} stopped holding"
+        time.sleep(0.05)
+    assert condition(), f"{message} stopped holding"
+
+
 class EventStream:
     """GET /events over the real socket, read by a thread into a list."""
 

@@ -523,6 +523,7 @@ class FakeTelegram:
         self._hits: dict[Any, deque[float]] = {}
         self._next_update_id = 1000
         self._poll_generation = 0
+        self.outage_hits = 0  # requests answered by an outage, so tests can wait for one
         self._outage: str | None = None
         self._stopping = False
         self._changed = asyncio.Event()
@@ -664,6 +665,11 @@ class FakeTelegram:
 
     # -- test controls: failures --------------------------------------------------------------
 
+    @property
+    def polls_started(self) -> int:
+        """How many getUpdates calls have reached the server (a long poll is in flight after one)."""
+        return self._poll_generation
+
     def outage(self, on: bool = True, mode: str = "502") -> None:
         """Start (``mode`` "502", "drop" or "html") or end an outage of the whole API."""
         if mode not in ("502", "drop", "html"):
@@ -756,6 +762,8 @@ class FakeTelegram:
         self._changed = asyncio.Event()
 
     async def _outage_response(self, request: web.Request) -> web.StreamResponse:
+        self.outage_hits += 1
+        self._notify()
         if self._outage == "drop":
             if request.transport is not None:
                 request.transport.abort()

@@ -111,8 +111,10 @@ def test_person_typing_in_the_pane_is_never_typed_over(server: Server) -> None:
     subprocess.run(["tmux", "-L", server.socket, "send-keys", "-t", pane, "-l", "half-typed"], check=True)
     wait_for(lambda: "half-typed" in server.screen("eng"), message="the typing to show")
     server.ok("send", "eng", "from sm")
-    time.sleep(1.0)  # give the deliverer the chance to (wrongly) paste
+    wait_for(lambda: "input box holds text; holding" in server.log.read_text(), 10,
+             message="the deliverer to look at the pane and hold")
     assert not any("from sm" in p for p in server.prompts())
+    assert "from sm" not in server.screen("eng")
     assert server.session("eng")["queued"] == 1
     subprocess.run(["tmux", "-L", server.socket, "send-keys", "-t", pane, *["BSpace"] * 10], check=True)
     got = server.wait_prompt(lambda p: "from sm" in p, timeout=10)

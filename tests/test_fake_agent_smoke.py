@@ -6,7 +6,6 @@ busy footer), so this pins those behaviours down directly.
 import json
 import os
 import shlex
-import shutil
 import subprocess
 import sys
 import time
@@ -15,12 +14,13 @@ from pathlib import Path
 
 import pytest
 
+from conftest import holds
+
 HERE = Path(__file__).resolve().parent
 FAKE = HERE / "fake_agent.py"
 PYTHON = str(Path(sys.executable).absolute())
 EVENTS = ["SessionStart", "UserPromptSubmit", "PreToolUse", "PostToolUse", "Stop", "SessionEnd"]
 
-pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux not installed")
 
 
 def wait_for(cond, timeout=5.0, what="condition"):
@@ -104,7 +104,8 @@ def test_paste_enter_hooks_and_busy_footer(pane):
     # A settled paste followed by Enter submits exactly one multi-line prompt.
     pane.paste("line1\nline2")
     wait_for(lambda: "❯ line1⏎line2" in pane.screen(), what="paste in input box")
-    time.sleep(0.15)  # let the paste settle past the fake's 80 ms Enter-swallow window
+    # Past the fake's 80 ms Enter-swallow window, the paste sits in the box, unsubmitted.
+    holds(lambda: "❯ line1⏎line2" in pane.screen() and pane.prompts() == [], 0.15, "the unsubmitted paste")
     pane.tmux("send-keys", "-t", pane.pane, "Enter")
     wait_for(lambda: pane.prompts() == ["line1\nline2"], what="first prompt logged")
     wait_for(lambda: pane.events().count("Stop") == 1, what="first Stop")
@@ -113,7 +114,7 @@ def test_paste_enter_hooks_and_busy_footer(pane):
     # keystroke plus Enter submits it together, as a single prompt.
     pane.paste("swallowed", then_enter=True)
     wait_for(lambda: "❯ swallowed" in pane.screen(), what="second paste in input box")
-    time.sleep(0.15)
+    holds(lambda: "❯ swallowed" in pane.screen() and len(pane.prompts()) == 1, 0.15, "the swallowed Enter")
     pane.tmux("send-keys", "-t", pane.pane, "-l", "X")
     pane.tmux("send-keys", "-t", pane.pane, "Enter")
     wait_for(lambda: len(pane.prompts()) >= 2, what="second prompt logged")

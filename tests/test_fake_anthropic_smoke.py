@@ -12,16 +12,14 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from claude_home import CLAUDE_BIN, claude_available, make_claude_home  # noqa: E402
+from claude_home import CLAUDE_BIN, make_claude_home, require_claude  # noqa: E402
 from fake_anthropic import FakeAnthropic, has_tool_result, tool_result_text  # noqa: E402
 
-pytestmark = [
-    pytest.mark.claude,
-    pytest.mark.skipif(not claude_available(), reason=f"Claude Code CLI not installed at {CLAUDE_BIN}"),
-]
+pytestmark = pytest.mark.claude
 
 
 async def test_print_mode_runs_bash_tool(tmp_path: Path) -> None:
+    require_claude()
     workdir = tmp_path / "work"
     workdir.mkdir()
     fake = FakeAnthropic()

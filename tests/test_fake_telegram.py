@@ -302,7 +302,8 @@ async def test_topic_errors_and_private_topics(fake: FakeTelegram, bot: Bot) -> 
 # -- rate limits -------------------------------------------------------------------------------
 
 async def test_group_rate_limit_scaled_window() -> None:
-    async with FakeTelegram(window_scale=0.05) as fake:          # 60 s -> 3 s
+    now = [time.monotonic()]                                      # the fake's clock, moved by hand
+    async with FakeTelegram(window_scale=0.05, clock=lambda: now[0]) as fake:  # 60 s -> 3 s
         fake.add_forum_group(GROUP)
         bot = make_bot(fake)
         try:
@@ -321,7 +322,7 @@ async def test_group_rate_limit_scaled_window() -> None:
             # another chat is not affected (only the 30/s global limit is shared)
             fake.add_private_chat(ANN)
             await bot.send_message(ANN["id"], "private")
-            await asyncio.sleep(exc.value.retry_after)
+            now[0] += exc.value.retry_after                       # wait as told, on the fake's clock
             await bot.send_message(GROUP, "m19")
             assert len(fake.messages(GROUP)) == 20
         finally:
@@ -393,7 +394,7 @@ async def test_injected_errors_and_blocked_user(fake: FakeTelegram, bot: Bot) ->
 
 async def test_get_updates_long_poll_offset_and_conflict(fake: FakeTelegram, bot: Bot) -> None:
     poll = asyncio.create_task(bot.get_updates(timeout=10))
-    await asyncio.sleep(0.1)
+    await fake.wait_for(lambda f: f.polls_started == 1)        # the long poll is in flight
     started = time.monotonic()
     fake.send_text(ANN["id"], ANN, "/start")
     updates = await asyncio.wait_for(poll, 2)
@@ -406,8 +407,9 @@ async def test_get_updates_long_poll_offset_and_conflict(fake: FakeTelegram, bot
     assert await bot.get_updates(offset=updates[0].update_id + 1, timeout=0) == []
     assert fake.pending_updates == 0
     # a newer getUpdates terminates an older one, like Telegram
+    polls = fake.polls_started
     older = asyncio.create_task(bot.get_updates(timeout=10))
-    await asyncio.sleep(0.1)
+    await fake.wait_for(lambda f: f.polls_started > polls)
     newer = asyncio.create_task(bot.get_updates(timeout=0))
     with pytest.raises(TelegramConflictError):
         await asyncio.wait_for(older, 2)
@@ -546,11 +548,10 @@ async def test_polling_survives_outage(fake: FakeTelegram, bot: Bot, mode: str) 
     polling = asyncio.create_task(dp.start_polling(bot, handle_signals=False,
                                                    close_bot_session=False, polling_timeout=10))
     try:
-        await fake.wait_for(lambda f: f.sent("getMe"))           # polling has started
-        await asyncio.sleep(0.1)
+        await fake.wait_for(lambda f: f.polls_started >= 1)      # a long poll is in flight
         fake.outage(True, mode=mode)                             # fails the long poll in flight
         fake.send_text(ANN["id"], ANN, "queued during the outage")
-        await asyncio.sleep(0.3)
+        await fake.wait_for(lambda f: f.outage_hits >= 1, timeout=8)  # aiogram tried again, in vain
         assert got == []
         failures = len(fake.rejected)
         fake.outage(False)

@@ -10,7 +10,7 @@ import threading
 import time
 from pathlib import Path
 
-from conftest import Server, wait_for
+from conftest import Server, holds, wait_for
 
 SM = str(Path(sys.executable).parent / "sm")
 
@@ -41,8 +41,7 @@ def test_second_writer_waits_until_the_first_unlocks(server: Server) -> None:
     result: dict = {}
     writer = threading.Thread(target=lambda: result.update(zip(("r", "t"), write_hook(server, "bob"))))
     writer.start()
-    time.sleep(1.5)  # bob's hook must still be waiting now
-    assert writer.is_alive(), "the second writer was not held"
+    holds(writer.is_alive, 1.5, "the second writer being held")
     server.ok("unlock", env=alice)
     writer.join(30)
     assert result["r"].returncode == 0 and result["r"].stdout == "", result["r"].stdout

@@ -120,7 +120,8 @@ def test_a_strangers_tap_is_ignored(server_factory, telegram: ThreadedTelegram, 
     hook = Hook(server, "eng", "PermissionRequest", BASH_REQUEST)
     message_id, buttons = permission_message(telegram, telegram.topic_of(session))
     telegram.press(message_id, buttons["Allow"], user=telegram.stranger)
-    time.sleep(1.0)  # the window in which a wrongly honoured tap would have answered
+    wait_for(lambda: "user 666: not on the allow-lists" in server.log.read_text(), 15,
+             message="the stranger's tap to be seen and refused")
     assert hook.thread.is_alive(), "a stranger's tap answered the prompt"
     telegram.press(message_id, buttons["Deny"])
     assert json.loads(hook.output())["hookSpecificOutput"]["decision"]["behavior"] == "deny"
@@ -168,7 +169,7 @@ def test_a_prompt_seen_only_on_screen_gets_buttons_that_send_its_digits(
         "sys.stdout.flush(); tty.setcbreak(0)\n"
         "choice = sys.stdin.read(1)\n"
         "print('chose', choice, flush=True)\n"
-        "import time; time.sleep(60)\n")
+        "import signal; signal.pause()\n")
     server = make_server(server_factory, telegram, tmp_path, SM_CODEX_COMMAND=f"{sys.executable} {script}")
     session = server.json("spawn", "", "--provider", "codex", "--name", "cx", "--dir", str(server.workdir))
     thread = telegram.topic_of(session)

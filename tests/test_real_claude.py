@@ -8,7 +8,6 @@ and its answers are scripted.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Iterator
 
 import pytest
 
-from claude_home import CLAUDE_BIN, claude_available, make_claude_home
+from claude_home import CLAUDE_BIN, make_claude_home, require_claude
 from conftest import Server, wait_for
 
 pytestmark = pytest.mark.claude
@@ -54,11 +53,7 @@ def user_texts(log: Path) -> list[str]:
 
 @pytest.fixture
 def claude_server(server_factory, tmp_path: Path, fake_model: tuple[str, Path]) -> Server:
-    if not claude_available():
-        message = f"Claude Code is not installed at {CLAUDE_BIN}; run ./scripts/test"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    require_claude()
     url, _ = fake_model
     env = make_claude_home(tmp_path / "home", tmp_path / "work", allow_bash=True, base_url=url)
     return server_factory(SM_CLAUDE_COMMAND=str(CLAUDE_BIN), **env)
@@ -91,11 +86,7 @@ def test_real_permission_dialog_is_approved_from_the_phone(server_factory, tmp_p
     from telegram_harness import ThreadedTelegram
     from test_permissions import permission_message, text_of
 
-    if not claude_available():
-        message = f"Claude Code is not installed at {CLAUDE_BIN}; run ./scripts/test"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    require_claude()
     url, _ = fake_model
     telegram = ThreadedTelegram()
     try:

@@ -82,6 +82,19 @@ def wait_screen(tmux: Tmux, pane: str, pred, what: str, timeout: float = 30.0) -
     raise TimeoutError(f"timed out waiting for {what}; last screen:\n{screen}")
 
 
+def wait_settled(tmux: Tmux, pane: str, pred, what: str, timeout: float = 30.0) -> str:
+    """Like wait_screen, then until two captures in a row are the same (the TUI stopped drawing)."""
+    previous = wait_screen(tmux, pane, pred, what, timeout)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(0.25)  # poll interval
+        screen = tmux.capture(pane)
+        if screen == previous and pred(screen):
+            return screen
+        previous = screen
+    raise TimeoutError(f"the screen never settled after {what}")
+
+
 def footer(screen: str) -> str:
     """Text below the input box's lower rule."""
     lines = screen.rstrip("\n").split("\n")
@@ -108,8 +121,7 @@ def claude_busy(screen: str) -> bool:
 
 def submit(tmux: Tmux, pane: str, text: str) -> None:
     tmux.type(pane, text)
-    wait_screen(tmux, pane, lambda s: text[:40] in input_line(s), f"typed {text!r}")
-    time.sleep(0.3)
+    wait_settled(tmux, pane, lambda s: text[:40] in input_line(s), f"typed {text!r}")
     tmux.key(pane, "Enter")
 
 
@@ -150,41 +162,33 @@ def main() -> None:
         env = make_claude_home(tmp / "home-allowed", work, allow_bash=True)
         env["ANTHROPIC_BASE_URL"] = url
         pane = tmux.new("allowed", work, env, [str(CLAUDE_BIN)])
-        s = wait_screen(tmux, pane, lambda s: claude_idle(s) and "❯" in input_line(s), "startup")
-        time.sleep(1.0)  # let the banner settle
-        save("claude-startup-ready.idle.txt", tmux.capture(pane))
+        s = wait_settled(tmux, pane, lambda s: claude_idle(s) and "❯" in input_line(s), "startup")
+        save("claude-startup-ready.idle.txt", s)
 
         tmux.type(pane, "hello there, this is typed but not sent")
-        s = wait_screen(tmux, pane, lambda s: "not sent" in input_line(s), "typed input")
-        time.sleep(0.5)
-        save("claude-typed-input.idle.txt", tmux.capture(pane))
+        s = wait_settled(tmux, pane, lambda s: "not sent" in input_line(s), "typed input")
+        save("claude-typed-input.idle.txt", s)
         tmux.key(pane, "Enter")
-        s = wait_screen(tmux, pane, lambda s: claude_idle(s) and re.search(r"✻ \S+ for \d+s", s) and "ok: hello there" in s, "first turn")
-        time.sleep(0.5)
-        save("claude-after-turn.idle.txt", tmux.capture(pane))
+        s = wait_settled(tmux, pane, lambda s: claude_idle(s) and re.search(r"✻ \S+ for \d+s", s) and "ok: hello there" in s, "first turn")
+        save("claude-after-turn.idle.txt", s)
 
         submit(tmux, pane, "please think a while SLOW 8")
-        wait_screen(tmux, pane, claude_busy, "busy (SLOW 8)")
-        time.sleep(2.0)
-        save("claude-thinking.busy.txt", wait_screen(tmux, pane, claude_busy, "still busy"))
+        save("claude-thinking.busy.txt", wait_screen(tmux, pane, claude_busy, "busy (SLOW 8)"))
         wait_screen(tmux, pane, lambda s: claude_idle(s) and "ok: please think" in s, "SLOW done", 20)
 
         submit(tmux, pane, "RUN: sleep 5")
         s = wait_screen(tmux, pane, lambda s: claude_busy(s) and "sleep 5" in s.split("RUN: sleep 5")[-1], "tool running")
-        time.sleep(1.5)
-        save("claude-tool-running.busy.txt", wait_screen(tmux, pane, claude_busy, "tool still running"))
+        save("claude-tool-running.busy.txt", s)
         wait_screen(tmux, pane, lambda s: claude_idle(s) and "● done" in s, "tool done", 20)
 
         tmux.paste(pane, "first line of a pasted message\nsecond line\nthird line")
-        s = wait_screen(tmux, pane, lambda s: "third line" in input_line(s), "3-line paste")
-        time.sleep(0.5)
-        save("claude-paste-inline.idle.txt", tmux.capture(pane))
+        s = wait_settled(tmux, pane, lambda s: "third line" in input_line(s), "3-line paste")
+        save("claude-paste-inline.idle.txt", s)
         clear_input(tmux, pane)
 
         tmux.paste(pane, "\n".join(f"pasted line {i}" for i in range(1, 16)))
-        s = wait_screen(tmux, pane, lambda s: "[Pasted text" in input_line(s), "15-line paste")
-        time.sleep(0.5)
-        save("claude-multiline-paste.idle.txt", tmux.capture(pane))
+        s = wait_settled(tmux, pane, lambda s: "[Pasted text" in input_line(s), "15-line paste")
+        save("claude-multiline-paste.idle.txt", s)
         clear_input(tmux, pane)
 
         # --- Claude, Bash not allowed: the permission dialog ------------------
@@ -193,13 +197,11 @@ def main() -> None:
         env = make_claude_home(tmp / "home-ask", work, allow_bash=False)
         env["ANTHROPIC_BASE_URL"] = url
         pane = tmux.new("ask", work, env, [str(CLAUDE_BIN)])
-        wait_screen(tmux, pane, lambda s: claude_idle(s) and "❯" in input_line(s), "startup (ask)")
-        time.sleep(1.0)
+        wait_settled(tmux, pane, lambda s: claude_idle(s) and "❯" in input_line(s), "startup (ask)")
         # `echo hi` is read-only, so 2.1.330 runs it without asking; `touch` asks.
         submit(tmux, pane, "RUN: touch made-by-claude.txt")
-        s = wait_screen(tmux, pane, lambda s: "Do you want to proceed?" in s, "permission dialog")
-        time.sleep(1.0)
-        save("claude-bash-permission.waiting.txt", tmux.capture(pane))
+        s = wait_settled(tmux, pane, lambda s: "Do you want to proceed?" in s, "permission dialog")
+        save("claude-bash-permission.waiting.txt", s)
         tmux.key(pane, "1")
         wait_screen(tmux, pane, lambda s: claude_idle(s) and "● done" in s, "after permission")
 
@@ -213,18 +215,16 @@ def main() -> None:
         cj.write_text(json.dumps(state))
         env["ANTHROPIC_BASE_URL"] = url
         pane = tmux.new("key", work, env, [str(CLAUDE_BIN)])
-        wait_screen(tmux, pane, lambda s: "Do you want to use this API key?" in s, "API key dialog")
-        time.sleep(1.0)
-        save("claude-api-key-prompt.waiting.txt", tmux.capture(pane))
+        s = wait_settled(tmux, pane, lambda s: "Do you want to use this API key?" in s, "API key dialog")
+        save("claude-api-key-prompt.waiting.txt", s)
 
         work = tmp / "work-untrusted"
         work.mkdir()
         env = make_claude_home(tmp / "home-untrusted", tmp / "somewhere-else", allow_bash=False)
         env["ANTHROPIC_BASE_URL"] = url
         pane = tmux.new("untrusted", work, env, [str(CLAUDE_BIN)])
-        wait_screen(tmux, pane, lambda s: "Yes, I trust this folder" in s, "trust dialog")
-        time.sleep(1.0)
-        save("claude-trust-dialog.waiting.txt", tmux.capture(pane))
+        s = wait_settled(tmux, pane, lambda s: "Yes, I trust this folder" in s, "trust dialog")
+        save("claude-trust-dialog.waiting.txt", s)
 
         # --- A plain shell ----------------------------------------------------
         pane = tmux.new("shell", tmp, {"PS1": "$ "}, ["bash", "--noprofile", "--norc", "-i"])
@@ -235,9 +235,8 @@ def main() -> None:
         save("shell-prompt.idle.txt", tmux.capture(pane))
         tmux.type(pane, "sleep 5")
         tmux.key(pane, "Enter")
-        wait_screen(tmux, pane, lambda s: s.rstrip().endswith("$ sleep 5"), "sleep started")
-        time.sleep(1.0)
-        save("shell-running.busy.txt", tmux.capture(pane))
+        s = wait_settled(tmux, pane, lambda s: s.rstrip().endswith("$ sleep 5"), "sleep started")
+        save("shell-running.busy.txt", s)
     finally:
         tmux.kill_server()
         fake.terminate()
