@@ -19,7 +19,8 @@ from aiogram.utils.i18n import gettext as _
 
 from bot.keyboards import card_keyboard, options_keyboard, permission_keyboard
 from bot.outbox import Outbox
-from bot.render import STATE_ICONS, ago, cut, esc
+from bot.render import STATE_ICONS, cut, esc
+from core.humanize import ago
 from bot.topics import Topics
 from core.engine import Engine
 from core.events import Event

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import html
-import time
 
 # A mirrored text longer than this is cut with "…" and sent whole as a .txt file.
 PREVIEW_CHARS = 1500
@@ -26,12 +25,3 @@ def pre(text: str, limit: int = 3500) -> str:
     if len(text) > limit:
         text = "…" + text[-(limit - 1):]
     return f"<pre>{esc(text)}</pre>"
-
-
-def ago(timestamp: float) -> str:
-    seconds = max(0, int(time.time() - timestamp))
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m"
-    return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from typing import NoReturn
 
 from cli.client import ApiError, Client, ServerDown
+from core.humanize import ago
 
 START_HINT = "sm: the sm server is not running; start it with: sm-bot"
 
@@ -36,17 +36,6 @@ def call(method: str, path: str, body: dict | None = None, timeout: float | None
 
 def emit_json(data: object) -> None:
     sys.stdout.write(json.dumps(data, indent=2) + "\n")
-
-
-def ago(timestamp: float | None) -> str:
-    if not timestamp:
-        return "-"
-    seconds = max(0, int(time.time() - timestamp))
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m"
-    return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
 
 
 def state_text(s: dict) -> str:

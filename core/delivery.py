@@ -137,9 +137,13 @@ class Delivery:
         matched = [m for m in inflight if self.render(m, provider)[:200] in prompt]
         if not matched:
             return []
-        changed = await self._queue.mark_delivered(matched)
+        return await self._delivered(session.id, matched)
+
+    async def _delivered(self, session_id: str, batch: list[Message]) -> list[int]:
+        """Mark a batch delivered and tell those waiting on it (the waits)."""
+        changed = await self._queue.mark_delivered(batch)
         for callback in self._delivered_listeners:
-            callback(session.id)
+            callback(session_id)
         return changed
 
     def note_cleared(self, session_id: str) -> None:
@@ -213,7 +217,7 @@ class Delivery:
                 return True
             await self._queue.mark_inflight(keys[:1])
             await self._tmux.press(session.pane_id, *keys[0].body.split())
-            await self._queue.mark_delivered(keys[:1])
+            await self._delivered(session.id, keys[:1])
             return True
 
         if pending[0].mode == "urgent":
@@ -255,13 +259,11 @@ class Delivery:
         else:
             error = "submission not confirmed"
         if confirmed:
-            await self._queue.mark_delivered(batch)
             if session.state == "idle":
                 # Confirmed by the screen (no hook, or a late one): the agent is on it
                 # now. Without this a wait on it could fire before its turn began.
                 await self._states.set(session, "busy", source="delivery")
-            for callback in self._delivered_listeners:
-                callback(session.id)
+            await self._delivered(session.id, batch)
             return True
         if max(m.attempts for m in batch) >= self.tuning.max_attempts:
             await self._queue.mark_failed(batch, f"{error} after {self.tuning.max_attempts} attempts")
@@ -296,9 +298,7 @@ class Delivery:
             else:
                 confirmed = await self._screen_confirms(session, provider)
             if confirmed:
-                await self._queue.mark_delivered(batch)
-                for callback in self._delivered_listeners:
-                    callback(session.id)
+                await self._delivered(session.id, batch)
                 return True
         if max(m.attempts for m in batch) >= self.tuning.max_attempts:
             # Nothing confirms it: rather twice than never.
@@ -312,9 +312,11 @@ class Delivery:
         body = message.body
         size = len(body.encode("utf-8"))
         if size > self.tuning.inline_bytes:
-            self._files_dir.mkdir(parents=True, exist_ok=True)
+            # Rendered again on every check of a submitted prompt: write it once.
             path = self._files_dir / f"message-{message.id}.txt"
-            path.write_text(body, encoding="utf-8")
+            if not path.exists():
+                self._files_dir.mkdir(parents=True, exist_ok=True)
+                path.write_text(body, encoding="utf-8")
             body = f"(a {size}-byte message; read it from {path})"
         if message.sender_label == "sm":
             return provider.header_prefix + body  # already starts with "[sm]"
@@ -331,10 +333,7 @@ class Delivery:
         return provider.read_screen(screen, command)
 
     async def _current_command(self, session: Session) -> str:
-        for pane in await self._tmux.list_panes():
-            if pane.pane_id == session.pane_id:
-                return pane.current_command
-        return ""
+        return await self._tmux.current_command(session.pane_id or "")
 
     async def _submit(
         self, worker: _Worker, session: Session, provider: Provider, text: str
@@ -400,7 +399,7 @@ class Delivery:
         finally:
             self._clearing.discard(session.id)
         if ok:
-            await self._queue.mark_delivered([message])
+            await self._delivered(session.id, [message])
             await self._states.set(session, "idle", source="clear")
             return True
         await self._queue.mark_failed([message], "clear not confirmed by the agent")

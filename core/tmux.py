@@ -175,6 +175,12 @@ class Tmux:
         """The visible screen (or `lines` of history too), without ANSI codes."""
         return await asyncio.to_thread(self._capture, pane_id, lines)
 
+    async def current_command(self, pane_id: str) -> str:
+        """The pane's foreground program: one small tmux call, not a list of every pane."""
+        out = await asyncio.to_thread(self._cmd, "display-message", "-p", "-t", pane_id,
+                                      "#{pane_current_command}")
+        return out[0] if out else ""
+
     async def type_text(self, pane_id: str, text: str) -> None:
         """Type text literally (send-keys -l): key names in it stay words."""
         await asyncio.to_thread(self._cmd, "send-keys", "-t", pane_id, "-l", "--", text)

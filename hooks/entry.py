@@ -87,8 +87,13 @@ def _ask(payload: dict) -> int:
     One attempt only: retrying could ask the phone twice. If the server is
     down or has no decision, print nothing; the dialog stays for the terminal.
     """
+    return _post_and_print("/hooks/PermissionRequest", payload, timeout=3500)
+
+
+def _post_and_print(path: str, payload: dict, timeout: float) -> int:
+    """One request; print the server's answer for Claude Code. Fail open: always 0."""
     try:
-        answer = Client(timeout=3500).request("POST", "/hooks/PermissionRequest", payload)
+        answer = Client(timeout=timeout).request("POST", path, payload)
     except (ServerDown, ApiError, OSError):
         return 0
     if answer:
@@ -111,13 +116,7 @@ def auto_lock() -> int:
         payload = json.loads(raw or b"{}")
     except ValueError:
         return 0
-    try:
-        answer = Client(timeout=600).request("POST", "/locks/auto", payload)
-    except (ServerDown, ApiError, OSError):
-        return 0
-    if answer:
-        sys.stdout.write(json.dumps(answer))
-    return 0
+    return _post_and_print("/locks/auto", payload, timeout=600)
 
 
 if __name__ == "__main__":
