@@ -48,6 +48,11 @@ def describe_input(tool_input: Any) -> str:
     return str(tool_input or "")
 
 
+def _has_own_message(reason: str | None) -> bool:
+    """Waiting on a permission, a question or a plan: permission.needed posts it, with buttons."""
+    return bool(reason) and (reason.startswith("permission") or reason in ("question", "plan"))
+
+
 def topic_name(session: Session) -> str:
     return f"{session.name} · {session.id}"
 
@@ -175,7 +180,7 @@ class Mirror:
             reason = f": {esc(event['reason'])}" if event.get("reason") else ""
             if state == "idle" and event.get("previous") in ("busy", "waiting"):
                 await self.text(session.id, "💤 " + _("idle"))
-            elif state == "waiting":
+            elif state == "waiting" and not _has_own_message(event.get("reason")):
                 await self.text(session.id, "✋ " + _("waiting for an answer") + reason)
             elif state == "errored":
                 await self.text(session.id, "⚠️ " + _("errored") + reason)

@@ -1,0 +1,26 @@
+"""The bot's catalogs: every string the bot says exists in each language."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from babel.messages.pofile import read_po
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_every_bot_string_is_in_the_catalogs_and_translated(tmp_path: Path) -> None:
+    template = tmp_path / "sm.pot"
+    subprocess.run([str(Path(sys.executable).parent / "pybabel"), "extract", "-k", "_", "-o", str(template),
+                    str(ROOT / "bot")], check=True, capture_output=True)
+    wanted = {m.id for m in read_po(template.open("rb")) if m.id}
+    assert len(wanted) > 40
+    for locale in ("en", "ru"):
+        catalog = read_po((ROOT / "locales" / locale / "LC_MESSAGES" / "sm.po").open("rb"))
+        have = {m.id for m in catalog if m.id}
+        assert wanted <= have, f"{locale}: missing {sorted(wanted - have)}"
+    untranslated = [m.id for m in read_po((ROOT / "locales/ru/LC_MESSAGES/sm.po").open("rb"))
+                    if m.id and not m.string]
+    assert untranslated == []
