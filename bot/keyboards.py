@@ -20,10 +20,6 @@ class SessionAction(CallbackData, prefix="s"):
     confirmed: bool = False
 
 
-class OpenTopic(CallbackData, prefix="o"):
-    sid: str
-
-
 def card_keyboard(session_id: str, labels: dict[str, str]) -> InlineKeyboardMarkup:
     builder = InlineKeyboardBuilder()
     for action in ACTIONS:

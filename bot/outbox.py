@@ -80,7 +80,6 @@ class Outbox:
         self._clock = clock
         self._workers: dict[int, asyncio.Task[None]] = {}
         self._wakes: dict[int, asyncio.Event] = {}
-        self.calls = 0  # Bot API calls made, for the coalescing benchmark
         self.on_sent: list[Callable[[Item, int | None], Any]] = []
 
     # -- putting things in ------------------------------------------------------------
@@ -103,10 +102,6 @@ class Outbox:
     async def message_id_of(self, item_id: int) -> int | None:
         row = await self._store.fetchone("SELECT message_id FROM outbox WHERE id = ?", (item_id,))
         return row[0] if row else None
-
-    async def pending_count(self) -> int:
-        row = await self._store.fetchone("SELECT COUNT(*) FROM outbox WHERE status = 'pending'")
-        return row[0] if row else 0
 
     def _wake(self, chat_id: int) -> None:
         event = self._wakes.setdefault(chat_id, asyncio.Event())
@@ -243,7 +238,6 @@ class Outbox:
             topic = await self._topics.get(item.session_id)
             if topic and topic.thread_id:
                 await self._limiter.acquire(item.chat_id)
-                self.calls += 1
                 await self._bot.reopen_forum_topic(item.chat_id, topic.thread_id)
                 await self._topics.update(item.session_id, closed=0)
                 return True
@@ -263,7 +257,6 @@ class Outbox:
             topic = await self._topics.ensure(item.session_id, item.chat_id,
                                               self._topic_name(item.session_id))
         if topic.thread_id is None:
-            self.calls += 1
             try:
                 created = await self._bot.create_forum_topic(item.chat_id, topic.name[:128])
             except TelegramBadRequest as exc:
@@ -289,7 +282,6 @@ class Outbox:
             return await self._topic_action(item)
         thread = await self._thread(item)
         markup = InlineKeyboardMarkup.model_validate(payload["reply_markup"]) if payload.get("reply_markup") else None
-        self.calls += 1
         if item.kind == "text":
             html = JOINER.join(i.payload["html"] for i in batch)
             if thread is None and item.session_id and item.payload.get("thread_id") is None:
@@ -335,7 +327,6 @@ class Outbox:
         if item.session_id:
             await self._topics.update(item.session_id, card_message_id=sent.message_id)
         await self._limiter.acquire(item.chat_id)
-        self.calls += 1
         try:
             await self._bot.pin_chat_message(item.chat_id, sent.message_id, disable_notification=True)
         except TelegramBadRequest as exc:
@@ -350,7 +341,6 @@ class Outbox:
             return None
         if topic is None or not topic.thread_id:
             return None  # nothing to rename or close (yet, or ever: no topics here)
-        self.calls += 1
         try:
             if action == "rename":
                 await self._topics.update(topic.session_id, name=item.payload["name"])

@@ -49,9 +49,6 @@ class RateLimiter:
             delay = max(delay, self._global[0] + 1.0 - now)
         return delay
 
-    def wait_time(self, chat_id: int) -> float:
-        return self._delay(chat_id, self._clock())
-
     async def acquire(self, chat_id: int) -> None:
         """Wait for a free slot for `chat_id`, then take it."""
         while True:

@@ -92,12 +92,6 @@ class MessageQueue:
         )
         return row is not None
 
-    async def targets_with_pending(self) -> list[str]:
-        rows = await self._store.fetchall(
-            "SELECT DISTINCT target_id FROM messages WHERE status IN ('queued', 'inflight')"
-        )
-        return [r[0] for r in rows]
-
     async def mark_inflight(self, messages: list[Message]) -> None:
         async with self._store.transaction() as tx:
             for m in messages:

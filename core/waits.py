@@ -64,12 +64,6 @@ class Waits:
         await self.check(target.id)
         return wait_id
 
-    async def pending_for(self, waiter_id: str) -> list[dict[str, object]]:
-        rows = await self._store.fetchall(
-            "SELECT * FROM waits WHERE waiter_id = ? AND fired_at IS NULL", (waiter_id,)
-        )
-        return [dict(r) for r in rows]
-
     async def _on_state(self, session: Session, previous: str) -> None:
         await self.check(session.id)
 
