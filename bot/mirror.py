@@ -23,7 +23,11 @@ from bot.render import STATE_ICONS, cut, esc
 from core.humanize import ago
 from bot.topics import Topics
 from core.engine import Engine
-from core.events import Event
+from core.events import (
+    Event, IdleReminder, MessageDelivered, MessageFailed, MessageQueued, PermissionNeeded, PermissionResolved,
+    SessionDead, SessionErrored, SessionRenamed, SessionSpawned, StateChanged, TurnFinished,
+)
+from core.state import ASKS, ReasonKind, State
 from core.sessions import Session
 
 log = logging.getLogger(__name__)
@@ -46,11 +50,6 @@ def describe_input(tool_input: Any) -> str:
             return str(path)
         return json.dumps(tool_input, ensure_ascii=False)
     return str(tool_input or "")
-
-
-def _has_own_message(reason: str | None) -> bool:
-    """Waiting on a permission, a question or a plan: permission.needed posts it, with buttons."""
-    return bool(reason) and (reason.startswith("permission") or reason in ("question", "plan"))
 
 
 def topic_name(session: Session) -> str:
@@ -114,7 +113,7 @@ class Mirror:
                 try:
                     await self.handle(event)
                 except Exception:
-                    log.exception("mirroring %s failed", event.get("type"))
+                    log.exception("mirroring %s failed", event.type)
 
     async def _session(self, session_id: str | None) -> Session | None:
         if not session_id:
@@ -147,74 +146,110 @@ class Mirror:
         await self._outbox.put(self.chat_id, "topic", {"action": "create"}, session.id)
         await self.card(session)
 
+    # Engine events this mirror shows, and those it leaves out on purpose: a test
+    # checks that together they cover every event the engine publishes.
+    SHOWS = (SessionSpawned, SessionRenamed, MessageQueued, MessageDelivered, MessageFailed,
+             TurnFinished, StateChanged, IdleReminder, PermissionNeeded, PermissionResolved)
+    IGNORES = (
+        SessionErrored,  # StateChanged to errored already says it, with the reason
+        SessionDead,     # likewise for dead
+    )
+
     async def handle(self, event: Event) -> None:
-        kind = event["type"]
-        session = await self._session(event.get("session"))
+        session = await self._session(event.session)
         if session is None:
             return
-        if kind == "session.spawned":
-            await self._new_topic(session)
-            parent = await self._session(event.get("parent"))
-            who = esc(parent.name) if parent else _("you")
-            await self.text(session.id, "🚀 " + _("Spawned by {who} in {dir}").format(
-                who=who, dir=f"<code>{esc(session.workdir)}</code>"))
-        elif kind == "session.renamed":
-            await self._outbox.put(self.chat_id, "topic", {"action": "rename", "name": topic_name(session)},
-                                   session.id)
-            await self.card(session)
-        elif kind == "message.queued":
-            await self._queued(session, event)
-        elif kind == "message.delivered":
-            for message_id in event.get("messages", []):
-                ack = self.acks.pop(message_id, None)
-                if ack is not None:
-                    await self._outbox.put(self.chat_id, "edit", {"item": ack, "html": "✅ " + _("delivered")},
-                                           session.id)
-        elif kind == "turn.finished":
-            text, was_cut = cut(event.get("text", ""))
-            await self.text(session.id, "🤖 " + esc(text), event["text"] if was_cut else None,
-                            f"{session.name}-answer.txt")
-        elif kind == "state.changed":
-            await self.card(session)
-            state = event["state"]
-            reason = f": {esc(event['reason'])}" if event.get("reason") else ""
-            if state == "idle" and event.get("previous") in ("busy", "waiting"):
+        match event:
+            case SessionSpawned(parent=parent_id):
+                await self._new_topic(session)
+                parent = await self._session(parent_id)
+                who = esc(parent.name) if parent else _("you")
+                await self.text(session.id, "🚀 " + _("Spawned by {who} in {dir}").format(
+                    who=who, dir=f"<code>{esc(session.workdir)}</code>"))
+            case SessionRenamed():
+                await self._outbox.put(self.chat_id, "topic", {"action": "rename", "name": topic_name(session)},
+                                       session.id)
+                await self.card(session)
+            case MessageQueued():
+                await self._queued(session, event)
+            case MessageDelivered(messages=ids):
+                for message_id in ids:
+                    ack = self.acks.pop(message_id, None)
+                    if ack is not None:
+                        await self._outbox.put(self.chat_id, "edit", {"item": ack, "html": "✅ " + _("delivered")},
+                                               session.id)
+            case MessageFailed():
+                await self._failed(session, event)
+            case TurnFinished(text=answer):
+                text, was_cut = cut(answer)
+                await self.text(session.id, "🤖 " + esc(text), answer if was_cut else None,
+                                f"{session.name}-answer.txt")
+            case StateChanged():
+                await self._state_changed(session, event)
+            case IdleReminder(idle_seconds=seconds):
+                minutes = max(1, round(seconds / 60))
+                await self.text(session.id, "💤 " + _("idle for {n} min").format(n=minutes))
+            case PermissionNeeded():
+                await self._permission(session, event)
+            case PermissionResolved():
+                await self._resolved(session, event)
+            case _ if isinstance(event, self.IGNORES):
+                pass
+            case _:
+                log.error("the mirror has no case for %s events", event.type)
+
+    async def _state_changed(self, session: Session, event: StateChanged) -> None:
+        await self.card(session)
+        reason = f": {esc(event.reason.text)}" if event.reason and event.reason.text else ""
+        match event.state:
+            case State.IDLE if event.previous in (State.BUSY, State.WAITING):
                 await self.text(session.id, "💤 " + _("idle"))
-            elif state == "waiting" and not _has_own_message(event.get("reason")):
+            case State.WAITING if not (event.reason and event.reason.kind in ASKS):
+                # Permission prompts, questions and plans have a message of their own.
                 await self.text(session.id, "✋ " + _("waiting for an answer") + reason)
-            elif state == "errored":
+            case State.ERRORED:
                 await self.text(session.id, "⚠️ " + _("errored") + reason)
-            elif state == "dead":
+            case State.DEAD:
                 await self.text(session.id, "💀 " + _("dead") + reason)
                 await self._outbox.put(self.chat_id, "topic", {"action": "close"}, session.id)
-        elif kind == "idle.reminder":
-            minutes = max(1, round(event.get("idle_seconds", 0) / 60))
-            await self.text(session.id, "💤 " + _("idle for {n} min").format(n=minutes))
-        elif kind == "permission.needed":
-            await self._permission(session, event)
-        elif kind == "permission.resolved":
-            item = self.permission_items.pop(event.get("request"), None)
-            if item is not None:
-                outcome = {"allowed": _("allowed by {by}"), "allowed always": _("allowed always by {by}"),
-                           "denied": _("denied by {by}"), "answered at the terminal": _("answered at the terminal"),
-                           "expired": _("expired: no answer came; the dialog waits at the terminal"),
-                           }.get(event["outcome"], event["outcome"]).format(by=esc(event.get("by") or ""))
-                await self._outbox.put(self.chat_id, "edit", {"item": item, "html": "✋ <b>" + esc(
-                    str(event.get("tool"))) + "</b>: " + outcome}, session.id)
 
-    async def _permission(self, session: Session, event: Event) -> None:
-        tool = esc(str(event.get("tool")))
-        detail, _cut = cut(describe_input(event.get("input")), 800)
+    async def _failed(self, session: Session, event: MessageFailed) -> None:
+        """A message that could not be delivered: the person must know, whoever sent it."""
+        ack = self.acks.pop(event.message, None)
+        snippet, _was_cut = cut(event.text, 300)
+        html = "❗ " + _("not delivered to {name}: {error}").format(
+            name=f"<b>{esc(session.name)}</b>", error=esc(event.error))
+        if snippet:
+            html += f"\n<blockquote>{esc(snippet)}</blockquote>"
+        if ack is not None:
+            await self._outbox.put(self.chat_id, "edit", {"item": ack, "html": html}, session.id)
+        else:
+            await self.text(session.id, html)
+
+    async def _resolved(self, session: Session, event: PermissionResolved) -> None:
+        item = self.permission_items.pop(event.request, None)
+        if item is None:
+            return
+        outcome = {"allowed": _("allowed by {by}"), "allowed always": _("allowed always by {by}"),
+                   "denied": _("denied by {by}"), "answered at the terminal": _("answered at the terminal"),
+                   "expired": _("expired: no answer came; the dialog waits at the terminal"),
+                   }.get(event.outcome, event.outcome).format(by=esc(event.by or ""))
+        await self._outbox.put(self.chat_id, "edit", {"item": item, "html": "✋ <b>" + esc(
+            str(event.tool)) + "</b>: " + outcome}, session.id)
+
+    async def _permission(self, session: Session, event: PermissionNeeded) -> None:
+        tool = esc(str(event.tool))
+        detail, _cut = cut(describe_input(event.input), 800)
         body = f"\n<pre>{esc(detail)}</pre>" if detail else ""
-        if event.get("kind") == "permission" and event.get("request") is not None:
+        if event.kind == ReasonKind.PERMISSION and event.request is not None:
             labels = {"allow": _("Allow"), "always": _("Allow always"), "deny": _("Deny")}
             item = await self._outbox.put(self.chat_id, "text", {
                 "html": "✋ " + _("{tool} needs permission").format(tool=f"<b>{tool}</b>") + body,
-                "reply_markup": permission_keyboard(event["request"], labels).model_dump(exclude_none=True),
+                "reply_markup": permission_keyboard(event.request, labels).model_dump(exclude_none=True),
             }, session.id)
-            self.permission_items[event["request"]] = item
+            self.permission_items[event.request] = item
             return
-        options = event.get("options") or []
+        options = event.options
         if not options:
             # The dialog is drawn a moment after its hook fires: read its options off
             # the screen a little later, without holding up the rest of the mirror.
@@ -222,30 +257,30 @@ class Mirror:
             return
         await self._post_dialog(session, event, body, options)
 
-    async def _dialog_later(self, session: Session, event: Event, body: str) -> None:
+    async def _dialog_later(self, session: Session, event: PermissionNeeded, body: str) -> None:
         await asyncio.sleep(1.5)
         with self._i18n.context():
             options = [list(o) for o in await self._engine.dialog_options(session.id)]
             await self._post_dialog(session, event, body, options)
 
-    async def _post_dialog(self, session: Session, event: Event, body: str, options: list[list[str]]) -> None:
-        title = {"question": _("{name} asks"), "plan": _("{name} wants its plan approved")}.get(
-            str(event.get("kind")), _("{name} is waiting for an answer")).format(name=f"<b>{esc(session.name)}</b>")
+    async def _post_dialog(self, session: Session, event: PermissionNeeded, body: str,
+                           options: list[list[str]]) -> None:
+        title = {ReasonKind.QUESTION: _("{name} asks"), ReasonKind.PLAN: _("{name} wants its plan approved")}.get(
+            event.kind, _("{name} is waiting for an answer")).format(name=f"<b>{esc(session.name)}</b>")
         payload: dict[str, Any] = {"html": "❓ " + title + body}
         if options:
             payload["reply_markup"] = options_keyboard(session.id, options).model_dump(exclude_none=True)
         await self._outbox.put(self.chat_id, "text", payload, session.id)
 
-    async def _queued(self, target: Session, event: Event) -> None:
-        if event.get("kind") == "clear":
-            await self.text(target.id, "🧹 " + _("clear queued by {who}").format(who=esc(event["sender_label"])))
+    async def _queued(self, target: Session, event: MessageQueued) -> None:
+        if event.kind == "clear":
+            await self.text(target.id, "🧹 " + _("clear queued by {who}").format(who=esc(event.sender_label)))
             return
-        if event.get("origin") == "telegram":
+        if event.origin == "telegram":
             return  # the person's own input: acknowledged where they typed it
-        mode = event.get("mode", "sequential")
-        arrow = f"<b>{esc(event['sender_label'])} → {esc(target.name)}</b>"
-        if mode != "sequential":
-            arrow += f" ({esc(mode)})"
-        text, was_cut = cut(event.get("text", ""))
-        await self.text(target.id, f"{arrow}: {esc(text)}", event["text"] if was_cut else None,
-                        f"message-{event.get('message')}.txt")
+        arrow = f"<b>{esc(event.sender_label)} → {esc(target.name)}</b>"
+        if event.mode != "sequential":
+            arrow += f" ({esc(event.mode)})"
+        text, was_cut = cut(event.text)
+        await self.text(target.id, f"{arrow}: {esc(text)}", event.text if was_cut else None,
+                        f"message-{event.message}.txt")

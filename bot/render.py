@@ -6,7 +6,8 @@ import html
 
 # A mirrored text longer than this is cut with "…" and sent whole as a .txt file.
 PREVIEW_CHARS = 1500
-STATE_ICONS = {"starting": "⏳", "idle": "💤", "busy": "⚙️", "waiting": "✋", "errored": "⚠️", "dead": "💀"}
+STATE_ICONS = {"starting": "⏳", "idle": "💤", "busy": "⚙️", "waiting": "✋", "limited": "⏸", "errored": "⚠️",
+               "lost": "🔌", "dead": "💀", "unreachable": "📡"}
 
 
 def esc(text: str) -> str:

@@ -49,15 +49,10 @@ class DeliveryTuning:
     batch_bytes: int = 8192  # pending messages go in together up to this size
 
 
-# Why an errored session can still take input: an API error leaves the agent at
-# its prompt. An agent process that exited or never started cannot.
-UNDELIVERABLE_PREFIXES = ("agent exited", "failed to start")
-
-
 def undeliverable(session: Session) -> bool:
-    return session.state == "errored" and (session.state_reason or "").startswith(
-        UNDELIVERABLE_PREFIXES
-    )
+    """An errored session can still take input after an API error (the agent is at
+    its prompt); not when its process exited or never started."""
+    return session.gone
 
 
 class _Worker:

@@ -17,10 +17,10 @@ from typing import Any, Callable
 
 from core import spool
 from core.config import Settings
-from core.delivery import Delivery, DeliveryTuning, undeliverable
+from core.delivery import Delivery, DeliveryTuning
 from core.errors import Conflict, Invalid
 from core.events import EventBus
-from core.hookevents import HOOK_EVENTS, HookEvents
+from core.hookevents import HOOK_EVENTS, HookEvents, SessionStart, Stop, parse_hook
 from core.lifecycle import Caller, Lifecycle
 from core.locks import Lock, Locks
 from core.monitor import Monitor
@@ -28,7 +28,7 @@ from core.providers import dialog_options, get_provider
 from core.permissions import Permissions
 from core.queue import MODES, Message, MessageQueue
 from core.sessions import Session, SessionRegistry
-from core.state import StateMachine
+from core.state import State, StateMachine
 from core.store import Store
 from core.text import check_text
 from core.tmux import Tmux
@@ -144,7 +144,7 @@ class Engine:
         session = await self.lifecycle.spawn(caller, prompt, name=name, provider=provider,
                                              workdir=workdir)
         self.monitor.poke()
-        if wait and caller.session and session.state != "errored":
+        if wait and caller.session and session.state != State.ERRORED:
             await self.waits.add(caller.session, session, wait, kind="spawn")
         return session
 
@@ -167,7 +167,7 @@ class Engine:
 
         here, theirs = await asyncio.to_thread(roots)  # git runs in a thread, not on the loop
         return [s for s in self.registry.live()
-                if theirs.get(s.id) == here and s.state != "errored"]
+                if theirs.get(s.id) == here and s.state != State.ERRORED]
 
     async def status(self, caller: Caller) -> dict[str, Any]:
         counts = await self.queue.counts()
@@ -200,7 +200,7 @@ class Engine:
     def _check_deliverable(target: Session) -> None:
         if not target.live:
             raise Invalid(f"{target.label} is dead; messages can't be delivered to it")
-        if undeliverable(target):
+        if target.gone:
             raise Invalid(f"{target.label} can't take messages: {target.state_reason}")
 
     async def send_as_owner(self, ref: str, text: str, mode: str, label: str,
@@ -227,7 +227,7 @@ class Engine:
             raise Invalid("keys must be option digits or Enter/Escape/Up/Down/Tab")
         target = await self.resolve(ref)
         self._check_deliverable(target)
-        if target.state != "waiting":
+        if target.state != State.WAITING:
             raise Invalid(f"{target.name} has no dialog waiting for an answer now")
         return await self.queue.enqueue(target.id, keys, sender_id=None, sender_label=label,
                                         mode="urgent", kind="keys", origin=origin)
@@ -295,9 +295,9 @@ class Engine:
     # -- locks -----------------------------------------------------------------------
 
     async def _release_locks_of_the_gone(self, session: Session, previous: str) -> None:
-        if session.state == "dead" or undeliverable(session):
+        if session.state == State.DEAD or session.gone:
             await self.locks.release_all(session)
-        elif session.state == "idle":
+        elif session.state == State.IDLE:
             # The turn is over, however we learnt it (a Stop, live or replayed from
             # the spool, or the screen repairing a lost one): automatic locks end.
             await self.locks.release_auto(session)
@@ -344,18 +344,17 @@ class Engine:
     # -- hooks -----------------------------------------------------------------------
 
     async def hook(self, session: Session, event: str, payload: dict[str, Any]) -> dict[str, Any]:
-        if event not in HOOK_EVENTS:
-            raise Invalid(f"unknown hook event {event!r}")
-        return await self._apply_hook(session, event, payload)
+        return await self._apply_hook(session, parse_hook(event, payload))
 
-    async def _apply_hook(self, session: Session, event: str, payload: dict[str, Any]) -> dict[str, Any]:
+    async def _apply_hook(self, session: Session, hook: Any) -> dict[str, Any]:
         """A hook event, live or replayed from the spool."""
         await self.locks.renew(session)
-        if event == "SessionStart" and payload.get("source") == "clear":
-            await self.locks.release_all(session)  # cleared, by sm or at the terminal
-        elif event == "Stop":
-            await self.locks.release_auto(session)
-        return await self.hooks.handle(session, event, payload)
+        match hook:
+            case SessionStart(source="clear"):
+                await self.locks.release_all(session)  # cleared, by sm or at the terminal
+            case Stop():
+                await self.locks.release_auto(session)
+        return await self.hooks.handle(session, hook)
 
     async def drain_spool(self) -> int:
         async with self._drain_lock:
@@ -367,4 +366,4 @@ class Engine:
             log.warning("spooled %s event for an unknown or dead session; dropped", event)
             return
         if event in HOOK_EVENTS:
-            await self._apply_hook(session, event, payload)
+            await self._apply_hook(session, parse_hook(event, payload))

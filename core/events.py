@@ -1,21 +1,10 @@
-"""The in-process event bus.
+"""The engine's events, and the in-process bus that carries them.
 
-Every event is `{"type", "at", "session", ...}`; the types (a stable schema,
-also served as server-sent events at GET /events):
-
-    session.spawned   session, name, provider, parent
-    session.renamed   session, name, old_name
-    session.dead      session, name, reason
-    state.changed     session, name, state, previous, reason
-    message.queued    session (target), message, sender, sender_label, mode, text
-    message.delivered session (target), messages [ids]
-    message.failed    session (target), message, error
-    permission.needed session, name, kind (permission | question | plan | screen), tool, input,
-                      request (permission: the id to decide), options (question/screen: labels)
-    permission.resolved session, request, tool, outcome, by
-    turn.finished     session, name, text (the agent's final answer of the turn)
-    error             session, reason
-    idle.reminder     session, name, idle_seconds
+Every event is a dataclass with a stable `type` name; `to_dict()` is its
+wire form (`{"type", "at", "session", ...}`), also served as server-sent
+events at GET /events. Consumers dispatch with `match` and list the events
+they ignore on purpose (see `EVENT_TYPES`), so a new event that nobody
+handles is caught by a test, not by a user.
 """
 
 from __future__ import annotations
@@ -23,11 +12,150 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Callable
+from dataclasses import dataclass, field, fields
+from typing import Any, Callable, ClassVar
+
+from core.types import Reason, ReasonKind, State
 
 log = logging.getLogger(__name__)
 
-Event = dict[str, Any]
+
+@dataclass(kw_only=True)
+class Event:
+    type: ClassVar[str] = ""
+    session: str | None
+    at: float = 0.0  # set by the bus when published
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": self.type}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Reason):
+                out[f.name] = value.text or value.kind.value
+                out[f"{f.name}_kind"] = value.kind.value
+                continue
+            if f.name == "reason" and value is None:
+                out["reason_kind"] = None
+            out[f.name] = value
+        return out
+
+
+@dataclass(kw_only=True)
+class SessionSpawned(Event):
+    type: ClassVar[str] = "session.spawned"
+    name: str
+    provider: str
+    parent: str | None
+    workdir: str
+
+
+@dataclass(kw_only=True)
+class SessionRenamed(Event):
+    type: ClassVar[str] = "session.renamed"
+    name: str
+    old_name: str
+
+
+@dataclass(kw_only=True)
+class StateChanged(Event):
+    type: ClassVar[str] = "state.changed"
+    name: str
+    state: State
+    previous: State
+    reason: Reason | None = None
+    source: str = ""
+
+
+@dataclass(kw_only=True)
+class SessionErrored(Event):
+    type: ClassVar[str] = "session.errored"
+    name: str
+    reason: Reason | None = None
+
+
+@dataclass(kw_only=True)
+class SessionDead(Event):
+    type: ClassVar[str] = "session.dead"
+    name: str
+    reason: Reason | None = None
+
+
+@dataclass(kw_only=True)
+class MessageQueued(Event):
+    type: ClassVar[str] = "message.queued"
+    message: int
+    sender: str | None
+    sender_label: str
+    mode: str
+    kind: str
+    text: str
+    origin: str | None = None
+
+
+@dataclass(kw_only=True)
+class MessageDelivered(Event):
+    type: ClassVar[str] = "message.delivered"
+    messages: list[int]
+
+
+@dataclass(kw_only=True)
+class MessageFailed(Event):
+    type: ClassVar[str] = "message.failed"
+    message: int
+    error: str
+    sender_label: str = ""
+    text: str = ""
+    origin: str | None = None
+
+
+@dataclass(kw_only=True)
+class PermissionNeeded(Event):
+    """A person must answer: a permission prompt (with a `request` to decide),
+    a question or plan (options from the hook), or a dialog seen on the screen."""
+
+    type: ClassVar[str] = "permission.needed"
+    name: str
+    kind: ReasonKind
+    tool: str
+    input: Any = None
+    request: int | None = None
+    options: list[list[str]] = field(default_factory=list)
+
+
+@dataclass(kw_only=True)
+class PermissionResolved(Event):
+    type: ClassVar[str] = "permission.resolved"
+    request: int
+    tool: str
+    outcome: str  # allowed | allowed always | denied | answered at the terminal | expired
+    by: str
+
+
+@dataclass(kw_only=True)
+class TurnFinished(Event):
+    type: ClassVar[str] = "turn.finished"
+    name: str
+    text: str
+
+
+@dataclass(kw_only=True)
+class IdleReminder(Event):
+    type: ClassVar[str] = "idle.reminder"
+    name: str
+    idle_seconds: int
+
+
+def _all_event_types() -> dict[str, type[Event]]:
+    out: dict[str, type[Event]] = {}
+    pending = list(Event.__subclasses__())
+    while pending:
+        cls = pending.pop()
+        out[cls.type] = cls
+        pending.extend(cls.__subclasses__())
+    return out
+
+
+EVENT_TYPES: dict[str, type[Event]] = _all_event_types()
 
 
 class EventBus:
@@ -35,8 +163,8 @@ class EventBus:
         self._subscribers: set[asyncio.Queue[Event]] = set()
         self._clock = clock
 
-    def publish(self, type_: str, session: str | None = None, **fields: Any) -> Event:
-        event: Event = {"type": type_, "at": self._clock(), "session": session, **fields}
+    def publish(self, event: Event) -> Event:
+        event.at = self._clock()
         for queue in list(self._subscribers):
             try:
                 queue.put_nowait(event)

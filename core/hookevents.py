@@ -17,23 +17,144 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 from core.delivery import Delivery
-from core.events import EventBus
+from core.errors import Invalid
+from core.events import EventBus, PermissionNeeded, TurnFinished
 from core.permissions import Permissions
 from core.sessions import Session, SessionRegistry
-from core.state import StateMachine
+from core.state import Reason, ReasonKind, State, StateMachine
 
 log = logging.getLogger(__name__)
 
-HOOK_EVENTS = frozenset(
-    {
-        "SessionStart", "UserPromptSubmit", "PreToolUse", "PostToolUse", "Notification",
-        "PermissionRequest", "Stop", "StopFailure", "SessionEnd", "SubagentStop", "PreCompact",
-    }
-)
-HUMAN_TOOLS = {"AskUserQuestion": "question", "ExitPlanMode": "plan"}
+HUMAN_TOOLS = {"AskUserQuestion": ReasonKind.QUESTION, "ExitPlanMode": ReasonKind.PLAN}
+
+
+# -- the hook events sm understands, parsed from Claude Code's JSON ----------------
+
+
+@dataclass(frozen=True)
+class Hook:
+    name: ClassVar[str] = ""
+    payload: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def parse(cls, payload: dict[str, Any]) -> "Hook":
+        return cls(payload)
+
+
+@dataclass(frozen=True)
+class SessionStart(Hook):
+    name: ClassVar[str] = "SessionStart"
+    source: str = ""  # startup | resume | clear | compact
+    agent_session_id: str = ""
+    transcript_path: str = ""
+
+    @classmethod
+    def parse(cls, payload: dict[str, Any]) -> "SessionStart":
+        return cls(payload, str(payload.get("source") or ""), str(payload.get("session_id") or ""),
+                   str(payload.get("transcript_path") or ""))
+
+
+@dataclass(frozen=True)
+class UserPromptSubmit(Hook):
+    name: ClassVar[str] = "UserPromptSubmit"
+    prompt: str = ""
+
+    @classmethod
+    def parse(cls, payload: dict[str, Any]) -> "UserPromptSubmit":
+        return cls(payload, str(payload.get("prompt") or ""))
+
+
+@dataclass(frozen=True)
+class ToolHook(Hook):
+    tool: str = ""
+    tool_input: Any = None
+
+    @classmethod
+    def parse(cls, payload: dict[str, Any]) -> "ToolHook":
+        return cls(payload, str(payload.get("tool_name") or ""), payload.get("tool_input"))
+
+
+@dataclass(frozen=True)
+class PreToolUse(ToolHook):
+    name: ClassVar[str] = "PreToolUse"
+
+
+@dataclass(frozen=True)
+class PostToolUse(ToolHook):
+    name: ClassVar[str] = "PostToolUse"
+
+
+@dataclass(frozen=True)
+class PermissionRequest(ToolHook):
+    name: ClassVar[str] = "PermissionRequest"
+
+
+@dataclass(frozen=True)
+class Notification(Hook):
+    name: ClassVar[str] = "Notification"
+    kind: str = ""  # permission_prompt | idle_prompt | elicitation_dialog | ...
+
+    @classmethod
+    def parse(cls, payload: dict[str, Any]) -> "Notification":
+        return cls(payload, str(payload.get("notification_type") or ""))
+
+
+@dataclass(frozen=True)
+class Stop(Hook):
+    name: ClassVar[str] = "Stop"
+    last_message: str = ""
+
+    @classmethod
+    def parse(cls, payload: dict[str, Any]) -> "Stop":
+        return cls(payload, str(payload.get("last_assistant_message") or ""))
+
+
+@dataclass(frozen=True)
+class StopFailure(Hook):
+    name: ClassVar[str] = "StopFailure"
+    error: str = ""
+
+    @classmethod
+    def parse(cls, payload: dict[str, Any]) -> "StopFailure":
+        return cls(payload, _brief(payload.get("error") or payload.get("message") or "unknown error"))
+
+
+@dataclass(frozen=True)
+class SessionEnd(Hook):
+    name: ClassVar[str] = "SessionEnd"
+    reason: str = ""
+
+    @classmethod
+    def parse(cls, payload: dict[str, Any]) -> "SessionEnd":
+        return cls(payload, str(payload.get("reason") or ""))
+
+
+@dataclass(frozen=True)
+class SubagentStop(Hook):
+    name: ClassVar[str] = "SubagentStop"
+
+
+@dataclass(frozen=True)
+class PreCompact(Hook):
+    name: ClassVar[str] = "PreCompact"
+
+
+HOOKS: dict[str, type[Hook]] = {cls.name: cls for cls in (
+    SessionStart, UserPromptSubmit, PreToolUse, PostToolUse, PermissionRequest, Notification,
+    Stop, StopFailure, SessionEnd, SubagentStop, PreCompact,
+)}
+HOOK_EVENTS = frozenset(HOOKS)
+
+
+def parse_hook(event: str, payload: dict[str, Any]) -> Hook:
+    cls = HOOKS.get(event)
+    if cls is None:
+        raise Invalid(f"unknown hook event {event!r}")
+    return cls.parse(payload if isinstance(payload, dict) else {})
 
 
 def _brief(value: Any, limit: int = 300) -> str:
@@ -61,62 +182,61 @@ class HookEvents:
         self._delivery = delivery
         self._bus = bus
 
-    async def handle(self, session: Session, event: str, payload: dict[str, Any]) -> dict[str, Any]:
+    async def handle(self, session: Session, hook: Hook) -> dict[str, Any]:
         """Apply one hook event; the returned dict is what the hook prints (usually nothing)."""
-        source = f"hook {event}"
+        source = f"hook {hook.name}"
         self._registry.touch(session)
-        self._permissions.saw_event(session.id, event, payload)
-        if event == "SessionStart":
-            changes = {}
-            if payload.get("session_id"):
-                changes["agent_session_id"] = str(payload["session_id"])
-            if payload.get("transcript_path"):
-                changes["transcript_path"] = str(payload["transcript_path"])
-            if changes:
-                await self._registry.update(session, **changes)
-            if payload.get("source") == "clear":
-                self._delivery.note_cleared(session.id)
-            if payload.get("source") != "compact":
-                await self._states.set(session, "idle", source=source)
-        elif event == "UserPromptSubmit":
-            self._delivery.note_submitted(session.id, str(payload.get("prompt") or ""))
-            if payload.get("prompt"):
-                await self._delivery.confirm_prompt(session, str(payload["prompt"]))
-            await self._states.set(session, "busy", source=source)
-        elif event == "PreToolUse":
-            tool = str(payload.get("tool_name", ""))
-            if tool in HUMAN_TOOLS:
-                await self._states.set(session, "waiting", HUMAN_TOOLS[tool], source=source)
-                self._bus.publish("permission.needed", session.id, name=session.name, tool=tool,
-                                  input=payload.get("tool_input"), kind=HUMAN_TOOLS[tool],
-                                  options=question_options(payload.get("tool_input")))
-            else:
-                await self._states.set(session, "busy", source=source)
-        elif event == "PostToolUse":
-            await self._states.set(session, "busy", source=source)
-        elif event == "PermissionRequest":
-            tool = str(payload.get("tool_name", ""))
-            await self._states.set(session, "waiting", f"permission: {tool}", source=source)
-            return await self._permissions.ask(session, payload)
-        elif event == "Notification":
-            kind = payload.get("notification_type")
-            if kind in ("permission_prompt", "elicitation_dialog"):
-                reason = session.state_reason if session.state == "waiting" else "permission"
-                await self._states.set(session, "waiting", reason, source=source)
-        elif event == "Stop":
-            if self._delivery.is_clearing(session.id):
-                log.info("%s: ignoring the old context's Stop during a clear", session.label)
-            else:
-                text = payload.get("last_assistant_message")
-                if text:
-                    self._bus.publish("turn.finished", session.id, name=session.name, text=str(text))
-                await self._states.set(session, "idle", source=source)
-        elif event == "StopFailure":
-            error = payload.get("error") or payload.get("message") or "unknown error"
-            await self._states.set(session, "errored", f"api error: {_brief(error)}", source=source)
-        elif event == "SessionEnd":
-            reason = payload.get("reason", "")
-            if reason != "clear":
-                await self._states.set(session, "errored", f"agent exited ({reason or 'ended'})",
+        self._permissions.saw_event(session.id, hook.name, hook.payload)
+        match hook:
+            case SessionStart(source=start_source):
+                changes = {}
+                if hook.agent_session_id:
+                    changes["agent_session_id"] = hook.agent_session_id
+                if hook.transcript_path:
+                    changes["transcript_path"] = hook.transcript_path
+                if changes:
+                    await self._registry.update(session, **changes)
+                if start_source == "clear":
+                    self._delivery.note_cleared(session.id)
+                if start_source != "compact":
+                    await self._states.set(session, State.IDLE, source=source)
+            case UserPromptSubmit(prompt=prompt):
+                self._delivery.note_submitted(session.id, prompt)
+                if prompt:
+                    await self._delivery.confirm_prompt(session, prompt)
+                await self._states.set(session, State.BUSY, source=source)
+            case PreToolUse(tool=tool) if tool in HUMAN_TOOLS:
+                kind = HUMAN_TOOLS[tool]
+                await self._states.set(session, State.WAITING, Reason(kind, kind.value), source=source)
+                self._bus.publish(PermissionNeeded(
+                    session=session.id, name=session.name, kind=kind, tool=tool, input=hook.tool_input,
+                    options=question_options(hook.tool_input)))
+            case PreToolUse() | PostToolUse():
+                await self._states.set(session, State.BUSY, source=source)
+            case PermissionRequest(tool=tool):
+                await self._states.set(session, State.WAITING,
+                                       Reason(ReasonKind.PERMISSION, f"permission: {tool}"), source=source)
+                return await self._permissions.ask(session, hook.payload)
+            case Notification(kind="permission_prompt" | "elicitation_dialog"):
+                reason = session.reason if session.state == State.WAITING and session.reason else \
+                    Reason(ReasonKind.PERMISSION, "permission")
+                await self._states.set(session, State.WAITING, reason, source=source)
+            case Stop(last_message=text):
+                if self._delivery.is_clearing(session.id):
+                    log.info("%s: ignoring the old context's Stop during a clear", session.label)
+                else:
+                    if text:
+                        self._bus.publish(TurnFinished(session=session.id, name=session.name, text=text))
+                    await self._states.set(session, State.IDLE, source=source)
+            case StopFailure(error=error):
+                await self._states.set(session, State.ERRORED,
+                                       Reason(ReasonKind.API_ERROR, f"api error: {error}"), source=source)
+            case SessionEnd(reason=why) if why != "clear":
+                await self._states.set(session, State.ERRORED,
+                                       Reason(ReasonKind.EXITED, f"agent exited ({why or 'ended'})"),
                                        source=source)
+            case Notification() | SessionEnd() | SubagentStop() | PreCompact():
+                pass  # other notifications, a /clear's SessionEnd, subagents, compaction: no change
+            case _:
+                log.error("hook event %s is handled by no case", hook.name)
         return {}

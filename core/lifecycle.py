@@ -16,11 +16,11 @@ from typing import Callable
 
 from core.config import Settings
 from core.errors import Forbidden, Invalid
-from core.events import EventBus
+from core.events import EventBus, SessionRenamed, SessionSpawned
 from core.providers import get_provider
 from core.queue import MessageQueue
 from core.sessions import Session, SessionRegistry, token_hash, validate_name
-from core.state import StateMachine
+from core.state import Reason, ReasonKind, State, StateMachine
 from core.tmux import Tmux
 
 log = logging.getLogger(__name__)
@@ -158,18 +158,17 @@ class Lifecycle:
             last_activity=now,
         )
         await self._registry.create(session)
-        self._bus.publish(
-            "session.spawned", session.id, name=name, provider=provider,
-            parent=caller.id, workdir=workdir,
-        )
+        self._bus.publish(SessionSpawned(session=session.id, name=name, provider=provider,
+                                         parent=caller.id, workdir=workdir))
         env = self._agent_env(session, self._write_token(session, token))
         env.update(provider_obj.extra_env)
         try:
             command = self.launch_command(provider, workdir, env)
             pane_id = await self._tmux.new_session(session.tmux_session, command, workdir, env)
         except Exception as exc:
-            reason = str(exc) if str(exc).startswith("failed to start") else f"failed to start: {exc}"
-            await self._states.set(session, "errored", reason, source="spawn")
+            text = str(exc) if str(exc).startswith("failed to start") else f"failed to start: {exc}"
+            await self._states.set(session, State.ERRORED, Reason(ReasonKind.START_FAILED, text),
+                                   source="spawn")
             return session
         await self._registry.update(session, pane_id=pane_id)
         if prompt.strip():
@@ -206,7 +205,8 @@ class Lifecycle:
         if not target.live:
             return
         await self._tmux.kill_session(target.tmux_session)
-        await self._states.set(target, "dead", f"killed by {caller.label}", source="kill")
+        await self._states.set(target, State.DEAD, Reason(ReasonKind.KILLED, f"killed by {caller.label}"),
+                               source="kill")
         self.token_file(target.id).unlink(missing_ok=True)
         await self._queue.fail_all(target.id, f"session was killed by {caller.label}")
 
@@ -222,7 +222,7 @@ class Lifecycle:
                 await self._tmux.rename_window(target.pane_id, name)
             except Exception:
                 log.warning("could not rename the tmux window of %s", target.label)
-        self._bus.publish("session.renamed", target.id, name=name, old_name=old)
+        self._bus.publish(SessionRenamed(session=target.id, name=name, old_name=old))
         return target
 
     async def adopt(self) -> None:
@@ -234,12 +234,14 @@ class Lifecycle:
                 continue  # a start that failed stays errored
             if pane is None:
                 await self._states.set(
-                    session, "dead", "tmux session vanished while sm was down", source="adopt"
+                    session, State.DEAD,
+                    Reason(ReasonKind.VANISHED, "tmux session vanished while sm was down"), source="adopt"
                 )
                 await self._queue.fail_all(session.id, "session vanished")
             elif pane.dead:
                 await self._states.set(
-                    session, "errored", f"agent exited with status {pane.dead_status}", source="adopt"
+                    session, State.ERRORED,
+                    Reason(ReasonKind.EXITED, f"agent exited with status {pane.dead_status}"), source="adopt"
                 )
             else:
                 log.info("adopted %s (%s)", session.label, session.state)

@@ -111,3 +111,18 @@ CREATE TABLE locks (
     acquired_at  REAL NOT NULL,
     renewed_at   REAL NOT NULL
 );
+
+-- migration 4: a state's reason has a kind (behaviour reads the kind, people read the text)
+
+ALTER TABLE sessions ADD COLUMN state_kind TEXT;  -- core.types.ReasonKind, NULL when no reason
+UPDATE sessions SET state_kind = CASE
+    WHEN state_reason LIKE 'agent exited%' THEN 'exited'
+    WHEN state_reason LIKE 'failed to start%' THEN 'start failed'
+    WHEN state_reason LIKE 'api error%' THEN 'api error'
+    WHEN state_reason LIKE 'permission%' THEN 'permission'
+    WHEN state_reason = 'question' THEN 'question'
+    WHEN state_reason = 'plan' THEN 'plan'
+    WHEN state_reason LIKE 'killed%' THEN 'killed'
+    WHEN state_reason LIKE 'tmux session vanished%' THEN 'vanished'
+    WHEN state = 'waiting' AND state_reason IS NOT NULL THEN 'dialog'
+    ELSE NULL END;

@@ -16,13 +16,12 @@ import re
 import time
 from typing import Callable
 
-from core.delivery import undeliverable
 from core.errors import Unavailable
-from core.events import EventBus
+from core.events import EventBus, IdleReminder, PermissionNeeded
 from core.providers import dialog_options, get_provider
 from core.queue import MessageQueue
 from core.sessions import Session, SessionRegistry
-from core.state import StateMachine
+from core.state import Reason, ReasonKind, State, StateMachine
 from core.tmux import PaneInfo, Tmux
 
 log = logging.getLogger(__name__)
@@ -108,7 +107,8 @@ class Monitor:
         for session in sessions:
             pane = panes.get(session.pane_id or "")
             if pane is None:
-                await self._states.set(session, "dead", "tmux session vanished", source="monitor")
+                await self._states.set(session, State.DEAD, Reason(ReasonKind.VANISHED, "tmux session vanished"),
+                                       source="monitor")
                 await self._queue.fail_all(session.id, "session vanished")
                 continue
             if pane.dead:
@@ -121,11 +121,11 @@ class Monitor:
                 and now - session.state_since >= self.idle_timeout
             ):
                 await self._registry.update(session, idle_reminded=1)
-                self._bus.publish("idle.reminder", session.id, name=session.name,
-                                  idle_seconds=round(now - session.state_since))
+                self._bus.publish(IdleReminder(session=session.id, name=session.name,
+                                               idle_seconds=round(now - session.state_since)))
 
     async def _pane_died(self, session: Session, pane: PaneInfo) -> None:
-        if undeliverable(session):
+        if session.gone:
             return
         # tmux marks the pane dead when its terminal closes, a moment before it
         # reaps the process; wait a tick or two for the exit status.
@@ -150,14 +150,14 @@ class Monitor:
             break
         last = words[0] if words else ""
         status = f"status {code}" if code is not None else "no status"
-        if session.state == "starting":
-            reason = f"failed to start: exited with {status}"
+        if session.state == State.STARTING:
+            reason = Reason(ReasonKind.START_FAILED, f"failed to start: exited with {status}")
         else:
-            reason = f"agent exited with {status}"
+            reason = Reason(ReasonKind.EXITED, f"agent exited with {status}")
         if last:
-            reason += f": {last[:200]}"
-        await self._states.set(session, "errored", reason, source="monitor")
-        await self._queue.fail_all(session.id, f"not delivered: {reason}")
+            reason = Reason(reason.kind, f"{reason.text}: {last[:200]}")
+        await self._states.set(session, State.ERRORED, reason, source="monitor")
+        await self._queue.fail_all(session.id, f"not delivered: {reason.text}")
 
     async def _read(self, session: Session, pane: PaneInfo, now: float) -> None:
         provider = get_provider(session.provider)
@@ -184,16 +184,17 @@ class Monitor:
             return
         if not provider.has_hooks or session.state == "starting":
             reason = None
-            if reading.state == "waiting":
-                reason = session.state_reason or "a dialog on screen needs an answer"
+            if reading.state == State.WAITING:
+                reason = session.reason or Reason(ReasonKind.DIALOG, "a dialog on screen needs an answer")
             was = session.state
-            await self._states.set(session, reading.state, reason, source="screen")
+            await self._states.set(session, State(reading.state), reason, source="screen")
             if reading.state == "waiting" and was != "waiting" and not provider.has_hooks:
                 # No hook will describe this prompt: offer its own options (its digits).
                 screen = await self._tmux.capture(pane.pane_id)
-                self._bus.publish("permission.needed", session.id, name=session.name, kind="screen",
-                                  tool=provider.name, input="\n".join(screen.splitlines()[-12:]),
-                                  options=[list(o) for o in dialog_options(screen)])
+                self._bus.publish(PermissionNeeded(
+                    session=session.id, name=session.name, kind=ReasonKind.DIALOG, tool=provider.name,
+                    input="\n".join(screen.splitlines()[-12:]),
+                    options=[list(o) for o in dialog_options(screen)]))
             return
         # Hooks are the truth for this agent; the screen only repairs lost ones.
         if session.state in ("busy", "waiting") and reading.state == "idle":

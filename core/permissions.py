@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from core.errors import NotFound
-from core.events import EventBus
+from core.events import EventBus, PermissionNeeded, PermissionResolved
+from core.types import ReasonKind
 from core.sessions import Session
 
 # Hook events that prove a pending dialog was answered at the terminal.
@@ -61,8 +62,9 @@ class Permissions:
                           payload.get("tool_input"), payload.get("permission_suggestions"),
                           self._clock(), asyncio.get_running_loop().create_future())
         self.pending[request.id] = request
-        self._bus.publish("permission.needed", session.id, name=session.name, request=request.id,
-                          tool=request.tool, input=request.tool_input, kind="permission")
+        self._bus.publish(PermissionNeeded(session=session.id, name=session.name, request=request.id,
+                                           tool=request.tool, input=request.tool_input,
+                                           kind=ReasonKind.PERMISSION))
         try:
             decision, by = await asyncio.wait_for(asyncio.shield(request.answer), self.timeout)
         except asyncio.TimeoutError:
@@ -103,8 +105,8 @@ class Permissions:
                 request.answer.set_result(("terminal", "terminal"))
 
     def _resolve(self, request: Request, outcome: str, by: str) -> None:
-        self._bus.publish("permission.resolved", request.session_id, request=request.id,
-                          tool=request.tool, outcome=outcome, by=by)
+        self._bus.publish(PermissionResolved(session=request.session_id, request=request.id,
+                                             tool=request.tool, outcome=outcome, by=by))
 
 
 def _output(decision: dict[str, Any]) -> dict[str, Any]:

@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from core.events import EventBus
+from core.events import EventBus, MessageDelivered, MessageFailed, MessageQueued
 from core.store import Store
 
 MODES = ("sequential", "important", "urgent")
@@ -63,17 +63,10 @@ class MessageQueue:
         )
         message = Message(message_id, target_id, sender_id, sender_label, mode, kind, body,
                           "queued", 0, None, now, None)
-        self._bus.publish(
-            "message.queued",
-            target_id,
-            message=message_id,
-            sender=sender_id,
-            sender_label=sender_label,
-            mode=mode,
-            kind=kind,
-            text=body,
-            origin=origin,
-        )
+        self._bus.publish(MessageQueued(
+            session=target_id, message=message_id, sender=sender_id, sender_label=sender_label,
+            mode=mode, kind=kind, text=body, origin=origin,
+        ))
         for callback in self._on_enqueue:
             callback(target_id)
         return message
@@ -115,7 +108,7 @@ class MessageQueue:
                 if rows:
                     changed.append(m.id)
         if changed:
-            self._bus.publish("message.delivered", messages[0].target_id, messages=changed)
+            self._bus.publish(MessageDelivered(session=messages[0].target_id, messages=changed))
         return changed
 
     async def mark_retry(self, messages: list[Message], error: str) -> None:
@@ -137,7 +130,8 @@ class MessageQueue:
                     "UPDATE messages SET status = 'failed', error = ? WHERE id = ?", (error, m.id)
                 )
         for m in messages:
-            self._bus.publish("message.failed", m.target_id, message=m.id, error=error)
+            self._bus.publish(MessageFailed(session=m.target_id, message=m.id, error=error,
+                                            sender_label=m.sender_label, text=m.body[:500]))
 
     async def fail_all(self, target_id: str, error: str) -> int:
         pending = await self.pending(target_id)

@@ -15,12 +15,11 @@ from typing import Any, Callable
 
 from core.errors import Conflict, Invalid, NotFound
 from core.store import Store
+from core.types import Reason, ReasonKind, State
 
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9._-]{0,39}$")
 ID_RE = re.compile(r"^[0-9a-f]{6}$")
 
-STATES = ("starting", "idle", "busy", "waiting", "errored", "dead")
-LIVE_STATES = frozenset(STATES) - {"dead"}
 
 
 def token_hash(token: str) -> str:
@@ -45,18 +44,35 @@ class Session:
     tmux_session: str
     pane_id: str | None
     token_hash: str
-    state: str
-    state_reason: str | None
+    state: State
+    state_reason: str | None  # the reason's text, for people
     state_since: float
     agent_session_id: str | None
     transcript_path: str | None
     idle_reminded: int
     created_at: float
     last_activity: float
+    state_kind: ReasonKind | None = None  # the reason's kind, which behaviour reads
+
+    def __post_init__(self) -> None:
+        self.state = State(self.state)
+        if self.state_kind is not None:
+            self.state_kind = ReasonKind(self.state_kind)
+
+    @property
+    def reason(self) -> Reason | None:
+        if self.state_kind is None:
+            return None
+        return Reason(self.state_kind, self.state_reason or "")
 
     @property
     def live(self) -> bool:
-        return self.state != "dead"
+        return self.state != State.DEAD
+
+    @property
+    def gone(self) -> bool:
+        """Its agent process exited or never started: nothing can be delivered to it."""
+        return self.state == State.ERRORED and self.state_kind in (ReasonKind.EXITED, ReasonKind.START_FAILED)
 
     @property
     def label(self) -> str:
@@ -66,6 +82,8 @@ class Session:
         """The fields the API and CLI show (never the token hash)."""
         out = asdict(self)
         out.pop("token_hash")
+        out["state"] = self.state.value
+        out["state_kind"] = self.state_kind.value if self.state_kind else None
         return out
 
 

@@ -1,23 +1,31 @@
-"""The one owner of a session's state.
+"""A session's state, and its one owner.
 
-Hooks and the screen reader feed it observations; nothing else writes
-`sessions.state`. Each change is persisted, published as `state.changed`, and
-passed to the listeners (the deliverer and the waits) so they act at once
-instead of polling.
+States and the kinds of reason are enums: behaviour depends on them, never on
+the wording of a reason, which is free text for people. Hooks and the screen
+reader feed `StateMachine` observations; nothing else writes
+`sessions.state`. Each change is persisted, published as `StateChanged`, and
+passed to the listeners (the deliverer, the waits, the locks) so they act at
+once instead of polling.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import Awaitable, Callable
+from typing import TYPE_CHECKING, Awaitable, Callable
 
-from core.events import EventBus
-from core.sessions import Session, SessionRegistry
+from core.events import EventBus, SessionDead, SessionErrored, StateChanged
+from core.types import ASKS, GONE, LIVE_STATES, Reason, ReasonKind, State
+
+__all__ = ["ASKS", "GONE", "LIVE_STATES", "Reason", "ReasonKind", "State", "StateMachine"]
+
+if TYPE_CHECKING:
+    from core.sessions import Session, SessionRegistry
 
 log = logging.getLogger(__name__)
 
-Listener = Callable[[Session, str], Awaitable[None]]
+
+Listener = Callable[["Session", str], Awaitable[None]]
 
 
 class StateMachine:
@@ -33,39 +41,36 @@ class StateMachine:
         self._listeners.append(listener)
 
     async def set(
-        self, session: Session, state: str, reason: str | None = None, source: str = ""
+        self, session: Session, state: State, reason: Reason | None = None, source: str = ""
     ) -> bool:
         """Move `session` to `state`; returns False when nothing changed."""
-        if session.state == "dead":
+        state = State(state)
+        if reason is not None and not isinstance(reason, Reason):
+            raise TypeError(f"a state's reason is a Reason, not {type(reason).__name__}")
+        if session.state == State.DEAD:
             return False  # dead is final
-        if session.state == state and session.state_reason == reason:
+        if session.state == state and session.reason == reason:
             return False
-        previous = session.state
+        previous = State(session.state)
         now = self._clock()
         changes: dict[str, object] = {
             "state": state,
-            "state_reason": reason,
+            "state_kind": reason.kind if reason else None,
+            "state_reason": reason.text if reason else None,
             "state_since": now,
             "last_activity": now,
         }
-        if state == "busy":
+        if state == State.BUSY:
             changes["idle_reminded"] = 0
         await self._registry.update(session, **changes)
         log.info("%s: %s -> %s%s (%s)", session.label, previous, state,
-                 f" [{reason}]" if reason else "", source or "?")
-        self._bus.publish(
-            "state.changed",
-            session.id,
-            name=session.name,
-            state=state,
-            previous=previous,
-            reason=reason,
-            source=source,
-        )
-        if state == "dead":
-            self._bus.publish("session.dead", session.id, name=session.name, reason=reason)
-        elif state == "errored":
-            self._bus.publish("error", session.id, name=session.name, reason=reason)
+                 f" [{reason.kind}: {reason.text}]" if reason else "", source or "?")
+        self._bus.publish(StateChanged(session=session.id, name=session.name, state=state,
+                                       previous=previous, reason=reason, source=source))
+        if state == State.DEAD:
+            self._bus.publish(SessionDead(session=session.id, name=session.name, reason=reason))
+        elif state == State.ERRORED:
+            self._bus.publish(SessionErrored(session=session.id, name=session.name, reason=reason))
         for listener in self._listeners:
             try:
                 await listener(session, previous)

@@ -15,7 +15,6 @@ import logging
 import time
 from typing import Callable
 
-from core.delivery import undeliverable
 from core.queue import MessageQueue
 from core.sessions import Session, SessionRegistry
 from core.state import StateMachine
@@ -84,7 +83,7 @@ class Waits:
                 outcome, note = "dead", f"[sm] {dead.name} is dead" + (
                     f": {dead.state_reason}" if dead.state_reason else ""
                 )
-            elif undeliverable(target):
+            elif target.gone:
                 outcome, note = "dead", f"[sm] {target.name} stopped: {target.state_reason}"
             elif target.state == "idle" and not await self._queue.has_pending(target_id):
                 outcome, note = "idle", f"[sm] {target.name} is idle"

@@ -209,6 +209,13 @@ class Server:
         out["SM_TOKEN"] = Path(env["SM_TOKEN_FILE"]).read_text()
         return out
 
+    def kill_agent_process(self, ref: str) -> None:
+        """SIGKILL the agent running in a session's pane, as a crash would (the pane stays)."""
+        pane_pid = subprocess.run(["tmux", "-L", self.socket, "display", "-p", "-t",
+                                   self.session(ref)["pane_id"], "#{pane_pid}"],
+                                  capture_output=True, text=True, check=True).stdout.strip()
+        subprocess.run(["pkill", "-KILL", "-P", pane_pid], check=True)
+
     def screen(self, ref: str) -> str:
         pane = self.session(ref)["pane_id"]
         return subprocess.run(["tmux", "-L", self.socket, "capture-pane", "-p", "-t", pane],

@@ -139,10 +139,7 @@ def test_messages_to_an_agent_that_exited_are_failed_and_shown(server: Server) -
     server.spawn_agent("eng", "working sleep 30")
     server.wait_state("eng", "busy")
     server.ok("send", "eng", "doomed message")
-    pane_pid = subprocess.run(["tmux", "-L", server.socket, "display", "-p", "-t",
-                               server.session("eng")["pane_id"], "#{pane_pid}"],
-                              capture_output=True, text=True, check=True).stdout.strip()
-    subprocess.run(["pkill", "-KILL", "-P", pane_pid], check=True)  # the agent dies mid-task
+    server.kill_agent_process("eng")  # the agent dies mid-task
 
     s = wait_for(lambda: (s := server.session("eng"))["state"] == "errored" and s,
                  message="the agent to be errored")

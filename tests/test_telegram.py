@@ -253,3 +253,14 @@ def test_urgent_from_the_phone_interrupts(telegram: ThreadedTelegram, tg_server:
     tg_server.wait_state("eng", "busy")
     telegram.say("!stop that", thread)
     assert tg_server.wait_prompt(lambda p: "stop that" in p) == "[from owner via telegram (owner)] stop that"
+
+
+def test_a_message_that_fails_reaches_the_phone(telegram: ThreadedTelegram, tg_server: Server) -> None:
+    session = tg_server.spawn_agent("eng", "working sleep 30", dir=str(tg_server.workdir))
+    thread = telegram.topic_of(session)
+    tg_server.wait_state("eng", "busy")
+    tg_server.ok("send", "eng", "doomed message")
+    tg_server.kill_agent_process("eng")  # the agent dies mid-task
+    shown = telegram.wait(lambda t: next((x for x in t.texts(thread) if "not delivered" in x), None),
+                          message="the failure in the topic")
+    assert "eng" in shown and "agent exited" in shown and "doomed message" in shown

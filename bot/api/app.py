@@ -270,7 +270,7 @@ async def events(request: web.Request) -> web.StreamResponse:
                 payload = ": keep-alive\n\n"
             else:
                 event = get.result()
-                payload = f"event: {event['type']}\ndata: {json.dumps(event)}\n\n"
+                payload = f"event: {event.type}\ndata: {json.dumps(event.to_dict(), default=str)}\n\n"
             try:
                 await response.write(payload.encode())
             except (ConnectionResetError, RuntimeError):

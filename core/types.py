@@ -1,0 +1,55 @@
+"""The engine's vocabulary: a session's state and the kinds of reason for it.
+
+Behaviour depends on these enums, never on the wording of a reason, which is
+free text for people.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class State(StrEnum):
+    STARTING = "starting"    # launched; the agent has not shown it is ready yet
+    IDLE = "idle"            # at its prompt: the next message goes in
+    BUSY = "busy"            # working on a turn
+    WAITING = "waiting"      # a permission prompt, question, plan or other dialog needs a person
+    LIMITED = "limited"      # stopped by a usage or rate limit; resumes when it resets
+    ERRORED = "errored"      # an API error, an agent that exited, a start that failed
+    LOST = "lost"            # its tmux is gone (a reboot), but the conversation can be resumed
+    DEAD = "dead"            # final
+    UNREACHABLE = "unreachable"  # on another host that is down
+
+
+LIVE_STATES = frozenset(State) - {State.DEAD}
+
+
+class ReasonKind(StrEnum):
+    EXITED = "exited"              # the agent process exited
+    START_FAILED = "start failed"  # it never started
+    API_ERROR = "api error"        # the model API failed (StopFailure)
+    USAGE_LIMIT = "usage limit"
+    PERMISSION = "permission"      # a tool permission prompt
+    QUESTION = "question"          # AskUserQuestion
+    PLAN = "plan"                  # ExitPlanMode
+    DIALOG = "dialog"              # any other dialog with choices, seen on the screen
+    KILLED = "killed"
+    VANISHED = "vanished"          # its tmux session disappeared
+
+
+@dataclass(frozen=True)
+class Reason:
+    """Why a session is in its state: a kind to act on, and text for people."""
+
+    kind: ReasonKind
+    text: str = ""
+
+    def __str__(self) -> str:
+        return self.text or self.kind.value
+
+
+# Kinds that mean the agent process is gone: no message can be delivered.
+GONE = frozenset({ReasonKind.EXITED, ReasonKind.START_FAILED})
+# Kinds whose dialog is announced with its own message (and buttons).
+ASKS = frozenset({ReasonKind.PERMISSION, ReasonKind.QUESTION, ReasonKind.PLAN})
