@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import logging.handlers
 import re
 from pathlib import Path
@@ -39,15 +40,27 @@ class RedactSecrets(logging.Filter):
         return True
 
 
+class _PrivateRotatingFile(logging.handlers.RotatingFileHandler):
+    """The log, and each rotated file, readable by its owner only (0600)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, maxBytes=5_000_000, backupCount=3, encoding="utf-8")
+
+    def _open(self):  # type: ignore[no-untyped-def]
+        old = os.umask(0o077)
+        try:
+            stream = super()._open()
+        finally:
+            os.umask(old)
+        os.chmod(self.baseFilename, 0o600)
+        return stream
+
+
 def setup_logging(level: str, state_dir: Path, secrets: list[str]) -> RedactSecrets:
     redactor = RedactSecrets(secrets)
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    handlers: list[logging.Handler] = [
-        logging.StreamHandler(),
-        logging.handlers.RotatingFileHandler(state_dir / "sm-bot.log", maxBytes=5_000_000,
-                                             backupCount=3, encoding="utf-8"),
-    ]
+    handlers: list[logging.Handler] = [logging.StreamHandler(), _PrivateRotatingFile(state_dir / "sm-bot.log")]
     root = logging.getLogger()
     root.handlers.clear()
     for handler in handlers:

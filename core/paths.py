@@ -30,3 +30,20 @@ def owner_token_path(base: str | None = None) -> str:
 
 def spool_dir(base: str | None = None) -> str:
     return os.path.join(base or state_dir(), "spool")
+
+
+def secure_tree(root: str) -> None:
+    """Make `root` and every directory below it 0700 and every file 0600.
+
+    Raises OSError (with the path) when that cannot be done: sm refuses to run
+    on a state dir another local user could read.
+    """
+    os.makedirs(root, mode=0o700, exist_ok=True)
+    os.chmod(root, 0o700)
+    for here, dirs, files in os.walk(root):
+        for name in dirs:
+            os.chmod(os.path.join(here, name), 0o700)
+        for name in files:
+            path = os.path.join(here, name)
+            if not os.path.islink(path):
+                os.chmod(path, 0o600)

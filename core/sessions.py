@@ -26,11 +26,17 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+# Names that would read as sm itself, the person, or everyone in a sender header.
+RESERVED_NAMES = frozenset({"sm", "owner", "telegram", "all"})
+
+
 def validate_name(name: str) -> str:
     if not NAME_RE.match(name or ""):
         raise Invalid(
             f"invalid name {name!r}: use 1-40 letters, digits, '.', '_' or '-', starting with a letter"
         )
+    if name.lower() in RESERVED_NAMES:
+        raise Invalid(f"the name {name!r} is reserved (sm, owner, telegram and all are); choose another")
     return name
 
 

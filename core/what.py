@@ -6,7 +6,9 @@ import asyncio
 import json
 import logging
 import shlex
+import time
 from pathlib import Path
+from typing import Awaitable, Callable
 
 log = logging.getLogger(__name__)
 
@@ -83,3 +85,37 @@ async def summarize(command: str, context: str, timeout: float) -> str | None:
     if proc.returncode != 0 or not text:
         return None
     return text
+
+
+class Summaries:
+    """`sm what` without a stampede: one summarizer run per session at a time,
+    and its answer reused for `ttl` seconds (the summarizer is a paid model call,
+    and an agent looping on `sm what` must not start one per call)."""
+
+    def __init__(self, ttl: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl = ttl
+        self._clock = clock
+        self._cache: dict[str, tuple[float, object]] = {}
+        self._running: dict[str, asyncio.Future[object]] = {}
+
+    async def get(self, key: str, make: Callable[[], Awaitable[object]]) -> object:
+        cached = self._cache.get(key)
+        if cached and self._clock() - cached[0] < self.ttl:
+            return cached[1]
+        running = self._running.get(key)
+        if running is not None:
+            return await asyncio.shield(running)
+        future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+        self._running[key] = future
+        try:
+            value = await make()
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: waiters re-raise it, nobody logs it as lost
+            raise
+        else:
+            future.set_result(value)
+            self._cache[key] = (self._clock(), value)
+            return value
+        finally:
+            self._running.pop(key, None)
