@@ -14,6 +14,9 @@ need_apt() {
 
 command -v tmux >/dev/null 2>&1 || { echo "installing tmux…" >&2; need_apt tmux; }
 command -v git >/dev/null 2>&1 || need_apt git
+# Screenshots of panes need a monospace font with box-drawing glyphs.
+[ -e /usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf ] || [ "$(uname)" != Linux ] \
+  || { command -v apt-get >/dev/null 2>&1 && need_apt fonts-dejavu-core || echo "no DejaVu Sans Mono: screenshots use a fallback font" >&2; }
 
 PY="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
