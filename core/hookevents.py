@@ -4,7 +4,7 @@
 | --------------------------------------- | --------------------------------------------- |
 | SessionStart                            | bind Claude's session id and transcript; idle |
 | SessionStart source=clear               | the clear in flight is confirmed              |
-| UserPromptSubmit                        | busy; the delivery in flight is confirmed     |
+| UserPromptSubmit                        | busy; tells the deliverer the prompt          |
 | PreToolUse, PostToolUse                 | busy (AskUserQuestion/ExitPlanMode: waiting)  |
 | PermissionRequest                       | waiting; asks the phone (core.permissions)    |
 | Notification(permission_prompt)         | waiting on a human                            |
@@ -79,9 +79,8 @@ class HookEvents:
             if payload.get("source") != "compact":
                 await self._states.set(session, "idle", source=source)
         elif event == "UserPromptSubmit":
+            # Only a signal: the deliverer matches the prompt to its batch in flight.
             self._delivery.note_submitted(session.id, str(payload.get("prompt") or ""))
-            if payload.get("prompt"):
-                await self._delivery.confirm_prompt(session, str(payload["prompt"]))
             await self._states.set(session, "busy", source=source)
         elif event == "PreToolUse":
             tool = str(payload.get("tool_name", ""))
