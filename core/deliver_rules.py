@@ -241,6 +241,9 @@ def _finish(session: Session, provider: Provider, inflight: list[Message], memor
                     tuning.confirm_timeout - (memory.now - since))
     if reading is None:
         return Look()
+    if reading.state == "waiting":
+        # Whatever put it there, an Enter now would answer it.
+        return Hold("a dialog is on the screen", tuning.retry_delay)
     box = reading.input_text
     went_in = (reading.state is not None and not box) or (
         reading.state == "busy" and not provider.has_hooks)
@@ -249,8 +252,6 @@ def _finish(session: Session, provider: Provider, inflight: list[Message], memor
         return Delivered(inflight, "screen", "busy" if session.state == "idle" else None)
     if waiting:
         return Hold("waiting for the screen to show the input taken", tuning.screen_poll)
-    if reading.state == "waiting":
-        return Hold("a dialog is on the screen", tuning.retry_delay)
     if box and not looks_like_ours(box, provider):
         return Hold("input box holds someone's text; holding the batch in flight",
                     tuning.retry_delay, log=True)
