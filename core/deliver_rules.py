@@ -43,7 +43,7 @@ bench/delivery.py and the commit that introduced this module):
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Union
 
 from core.providers import Provider, ScreenReading
