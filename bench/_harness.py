@@ -331,6 +331,52 @@ class BenchServer:
         return int(out) if out.isdigit() else None
 
 
+# -- the real Claude Code CLI against a scripted model -----------------------------------------
+
+
+class ScriptedModel:
+    """bench/_model.py as a process: the Messages API the real CLI talks to.
+
+    `requests()` is every main request as {"t", "text"}, `t` taken on arrival.
+    """
+
+    def __init__(self, tmp: Path) -> None:
+        self.log = tmp / "model-requests.jsonl"
+        self.proc = subprocess.Popen([sys.executable, str(BENCH / "_model.py"), str(self.log)],
+                                     stdout=subprocess.PIPE, text=True)
+        self.url = self.proc.stdout.readline().strip() if self.proc.stdout else ""
+        if not self.url.startswith("http://127.0.0.1:"):
+            self.close()
+            raise RuntimeError(f"the scripted model did not start: {self.url!r}")
+
+    def requests(self) -> list[dict[str, Any]]:
+        if not self.log.exists():
+            return []
+        out = []
+        for line in self.log.read_text().splitlines():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                pass  # a line being written right now
+        return out
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
+def real_claude_env(srv: "BenchServer", model_url: str) -> dict[str, str]:
+    """What sm-bot needs to run the pinned real Claude Code in srv's workdir."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from claude_home import CLAUDE_BIN, claude_available, make_claude_home
+
+    if not claude_available():
+        raise SystemExit(f"the real Claude Code CLI is not installed at {CLAUDE_BIN}")
+    env = make_claude_home(srv.tmp / "home", srv.workdir, allow_bash=True, base_url=model_url)
+    return {"SM_CLAUDE_COMMAND": str(CLAUDE_BIN), **env}
+
+
 # -- server-sent events -----------------------------------------------------------------------
 
 

@@ -1,31 +1,36 @@
 """The deliverer: the one way into a pane.
 
 Each live session has one worker task. It wakes when a message is queued for
-its session or the session's state changes, never on a timer of its own, and
-delivers what the queue holds in order:
+its session, when the session's state changes, when a hook says a prompt was
+submitted or a clear happened, or when the time it set for its next look comes
+(its only timer: `_Worker.due`). It then asks core.deliver_rules what to do,
+does that, and asks again, until the answer is to hold.
 
-* urgent messages first: interrupt the agent, wait for its prompt, deliver;
-* otherwise, only when the agent is idle: important ones, then sequential, all
-  pending ones together as one input.
+Order: answers to a dialog (keys) at once; urgent messages interrupt a busy
+agent; the rest wait for idle and go in together as one input (important
+before sequential).
 
-Text goes in as a bracketed paste, then Enter as its own key after a settle
-(Claude Code folds an Enter that lands within ~100 ms of a paste into the
-paste). A message is marked delivered only once submission is confirmed: the
-UserPromptSubmit hook for agents with hooks, the input box emptying (or the
-shell running something) otherwise. Enter is retried a bounded number of
-times; a batch that still won't go in goes back to the queue, and after
-`max_attempts` is marked failed, which `sm status` shows.
+A short single line is typed and Enter follows at once; other text is pasted
+and Enter follows after a settle (see core.deliver_rules for the measurements).
+A batch is marked delivered in one place (`_finish`), when the rules see it
+confirmed: by a prompt the UserPromptSubmit hook reported (live, or replayed
+from the spool after a crash), or, without hooks or when the hook is lost, by
+the input box emptying after our Enter. An unconfirmed batch gets Enter again,
+never a second paste; after `max_attempts` Enters it is marked failed, which
+`sm status` shows.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Callable
 
+from core import deliver_rules as rules
 from core.errors import SmError
 from core.providers import Provider, ScreenReading, get_provider
 from core.queue import Message, MessageQueue
@@ -38,15 +43,23 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class DeliveryTuning:
-    paste_settle: float = 0.15  # after a paste, before Enter
-    confirm_timeout: float = 1.5  # per Enter, waiting for the hook / screen
-    enter_retries: int = 3
-    max_attempts: int = 5  # batches tried before the messages are marked failed
+    # After a paste, before Enter. Claude Code is documented to fold an Enter
+    # that lands within ~100 ms of a paste into it. 2.1.330 was measured not to
+    # (no fold at 0-150 ms, single- and multi-line), so this is a margin for
+    # other versions and the fake agent (80 ms); typed text needs none.
+    paste_settle: float = 0.1
+    confirm_timeout: float = 1.5  # per Enter, waiting for the hook before looking
+    max_attempts: int = 5  # Enters for a batch before the messages are marked failed
     retry_delay: float = 2.0
     interrupt_timeout: float = 10.0
     clear_timeout: float = 15.0
     inline_bytes: int = 4096
     batch_bytes: int = 8192  # pending messages go in together up to this size
+    type_max_chars: int = 300  # longer single lines are pasted
+
+    def rules(self) -> rules.Tuning:
+        names = {f.name for f in fields(rules.Tuning)}
+        return rules.Tuning(**{k: v for k, v in vars(self).items() if k in names})
 
 
 def undeliverable(session: Session) -> bool:
@@ -56,15 +69,22 @@ def undeliverable(session: Session) -> bool:
 
 
 class _Worker:
+    """One session's delivery task and what it remembers between looks."""
+
     def __init__(self, session_id: str) -> None:
         self.session_id = session_id
         self.wake = asyncio.Event()
-        self.state_changed = asyncio.Event()
-        self.submitted = asyncio.Event()
-        self.cleared = asyncio.Event()
-        self.expect = ""  # the start of the text in flight
+        self.due: float | None = None  # monotonic time of the next look, if any
         self.task: asyncio.Task[None] | None = None
-        self.retry_handle: asyncio.TimerHandle | None = None
+        self.entered_at: float | None = None
+        self.prompts: collections.deque[str] = collections.deque(maxlen=20)
+        self.clearing = False  # a clear we typed waits for its SessionStart(clear)
+        self.cleared = False
+        self.interrupted_at: float | None = None
+
+    def memory(self) -> rules.Memory:
+        return rules.Memory(time.monotonic(), self.entered_at, tuple(self.prompts),
+                            self.cleared, self.interrupted_at)
 
 
 class Delivery:
@@ -84,9 +104,9 @@ class Delivery:
         self._tmux = tmux
         self._files_dir = files_dir
         self.tuning = tuning or DeliveryTuning()
+        self._rules = self.tuning.rules()
         self._clock = clock
         self._workers: dict[str, _Worker] = {}
-        self._clearing: set[str] = set()
         self._delivered_listeners: list[Callable[[str], None]] = []
         queue.on_enqueue(self.wake)
         states.on_change(self._on_state)
@@ -96,66 +116,48 @@ class Delivery:
     def on_delivered(self, callback: Callable[[str], None]) -> None:
         self._delivered_listeners.append(callback)
 
-    def wake(self, session_id: str) -> None:
+    def wake(self, session_id: str) -> _Worker:
         worker = self._workers.get(session_id)
         if worker is None:
             worker = self._workers[session_id] = _Worker(session_id)
             worker.task = asyncio.get_running_loop().create_task(
                 self._run(worker), name=f"deliver-{session_id}"
             )
+            worker.task.add_done_callback(self._task_done)
         worker.wake.set()
+        return worker
+
+    @staticmethod
+    def _task_done(task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("%s stopped", task.get_name(), exc_info=task.exception())
 
     async def _on_state(self, session: Session, previous: str) -> None:
-        worker = self._workers.get(session.id)
-        if worker:
-            worker.state_changed.set()
         self.wake(session.id)
 
-    def note_submitted(self, session_id: str, prompt: str | None = None) -> None:
-        """UserPromptSubmit arrived: the batch in flight went in, if this is its prompt.
+    def note_submitted(self, session_id: str, prompt: str) -> None:
+        """UserPromptSubmit arrived (live or replayed): remember its prompt and wake.
 
-        A late hook of an earlier batch (one the screen confirmed) must not
-        confirm the next one, so the prompt's text is checked when it has any.
+        Only a signal: the worker matches the prompt against the batch in flight
+        and marks what it carries delivered. A late hook of an earlier batch
+        cannot confirm the next one, since the text must match.
         """
-        worker = self._workers.get(session_id)
-        if worker and (not prompt or not worker.expect or worker.expect in prompt):
-            worker.submitted.set()
-
-    async def confirm_prompt(self, session: Session, prompt: str) -> list[int]:
-        """Mark in-flight messages whose text the submitted prompt carries as delivered.
-
-        This is what settles a batch that a crash of the server left in flight,
-        when its UserPromptSubmit hook is replayed from the spool.
-        """
-        provider = get_provider(session.provider)
-        inflight = [m for m in await self._queue.pending(session.id) if m.status == "inflight"]
-        matched = [m for m in inflight if self.render(m, provider)[:200] in prompt]
-        if not matched:
-            return []
-        return await self._delivered(session.id, matched)
-
-    async def _delivered(self, session_id: str, batch: list[Message]) -> list[int]:
-        """Mark a batch delivered and tell those waiting on it (the waits)."""
-        changed = await self._queue.mark_delivered(batch)
-        for callback in self._delivered_listeners:
-            callback(session_id)
-        return changed
+        self.wake(session_id).prompts.append(prompt)
 
     def note_cleared(self, session_id: str) -> None:
         """SessionStart with source=clear arrived."""
-        self._clearing.discard(session_id)
         worker = self._workers.get(session_id)
-        if worker:
-            worker.cleared.set()
+        if worker and worker.clearing:
+            worker.cleared = True
+            worker.wake.set()
 
     def is_clearing(self, session_id: str) -> bool:
-        return session_id in self._clearing
+        """A clear sm started is waiting for its SessionStart (the old context's Stop is stale)."""
+        worker = self._workers.get(session_id)
+        return bool(worker and worker.clearing)
 
     async def stop(self) -> None:
         tasks = [w.task for w in self._workers.values() if w.task]
-        for worker in self._workers.values():
-            if worker.retry_handle:
-                worker.retry_handle.cancel()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -165,143 +167,123 @@ class Delivery:
 
     async def _run(self, worker: _Worker) -> None:
         while True:
-            await worker.wake.wait()
+            timeout = None if worker.due is None else max(0.0, worker.due - time.monotonic())
+            await _wait(worker.wake, timeout)
             worker.wake.clear()
+            worker.due = None
             try:
-                while await self._step(worker):
-                    pass
+                await self._work(worker)
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.exception("delivery to %s failed; retrying", worker.session_id)
-                self._retry_later(worker, self.tuning.retry_delay)
+                log.exception("delivery to %s failed; looking again in %.0f s",
+                              worker.session_id, self.tuning.retry_delay)
+                worker.due = time.monotonic() + self.tuning.retry_delay
             if self._registry.get_live(worker.session_id) is None:
                 await self._queue.fail_all(worker.session_id, "session is dead")
                 self._workers.pop(worker.session_id, None)
                 return
 
-    def _retry_later(self, worker: _Worker, delay: float) -> None:
-        if worker.retry_handle:
-            worker.retry_handle.cancel()
-        worker.retry_handle = asyncio.get_running_loop().call_later(delay, worker.wake.set)
+    async def _work(self, worker: _Worker) -> None:
+        """Ask the rules and act until they say hold."""
+        while True:
+            session = self._registry.get_live(worker.session_id)
+            if session is None:
+                return
+            provider = get_provider(session.provider)
+            pending = await self._queue.pending(session.id)
 
-    async def _step(self, worker: _Worker) -> bool:
-        """Deliver one batch if possible; True when it is worth looking again at once."""
-        session = self._registry.get_live(worker.session_id)
-        if session is None:
-            return False
-        pending = await self._queue.pending(session.id)
-        if not pending:
-            return False
-        if undeliverable(session):
-            await self._queue.fail_all(session.id, f"not delivered: {session.state_reason}")
-            return False
-        if session.pane_id is None or session.state == "starting":
-            return False
-        provider = get_provider(session.provider)
+            def ask(reading: ScreenReading | None = None) -> rules.Decision:
+                return rules.decide(session, provider, pending, worker.memory(),
+                                    lambda m: self.render(m, provider), self._rules, reading,
+                                    exited=undeliverable(session))
 
-        keys = [m for m in pending if m.kind == "keys"]
-        if keys:
-            # Answers to a dialog on the screen (its digits): pressed at once, as keys,
-            # never pasted, never followed by Enter; and only while a dialog is
-            # there: a stale button must not type a digit into the input box, or
-            # pick an option of a newer dialog it was never meant for.
-            reading = await self._read(session, provider)
-            if session.state != "waiting" and reading.state != "waiting":
-                await self._queue.mark_failed(keys[:1], "no dialog is waiting for an answer now")
-                return True
-            await self._queue.mark_inflight(keys[:1])
-            await self._tmux.press(session.pane_id, *keys[0].body.split())
-            await self._delivered(session.id, keys[:1])
-            return True
+            decision = ask()
+            if isinstance(decision, rules.Look):
+                decision = ask(await self._read(session, provider))
+            if isinstance(decision, rules.Hold):
+                if decision.log:
+                    log.info("%s: %s", session.label, decision.why)
+                if decision.retry_in is not None:
+                    worker.due = time.monotonic() + decision.retry_in
+                return
+            await self._act(worker, session, provider, decision)
 
-        if pending[0].mode == "urgent":
-            batch = _batch([m for m in pending if m.mode == "urgent"], self.tuning.batch_bytes)
-            if session.state in ("busy", "waiting"):
-                await self._tmux.press(session.pane_id, provider.interrupt_key)
-                if not await self._await_idle(worker, session, provider):
-                    self._retry_later(worker, self.tuning.retry_delay)
-                    return False
-        else:
-            if session.state not in ("idle", "errored"):
-                return False
-            batch = _batch(pending, self.tuning.batch_bytes)
+    async def _act(self, worker: _Worker, session: Session, provider: Provider,
+                   decision: rules.Decision) -> None:
+        pane = session.pane_id or ""
+        match decision:
+            case rules.Delivered(batch, by, set_state):
+                if by == "screen" and provider.has_hooks:
+                    log.warning("%s: input went in but its hook never came", session.label)
+                await self._finish(worker, session, batch, set_state, by)
+            case rules.Fail(messages, error):
+                worker.entered_at, worker.clearing = None, False
+                await self._queue.mark_failed(messages, error)
+            case rules.Requeue(batch, why):
+                worker.entered_at, worker.clearing = None, False
+                await self._queue.mark_retry(batch, why)
+            case rules.PressKeys(message):
+                await self._queue.mark_inflight([message])
+                await self._tmux.press(pane, *message.body.split())
+                await self._finish(worker, session, [message], None, "keys")
+            case rules.Interrupt(key):
+                worker.interrupted_at = time.monotonic()
+                await self._tmux.press(pane, key)
+            case rules.MarkIdle(why):
+                await self._states.set(session, "idle", source=why)
+            case rules.Resume(batch):
+                log.info("%s: Enter not taken (attempt %d); pressing again", session.label,
+                         max(m.attempts for m in batch))
+                await self._queue.mark_inflight(batch)  # counts the attempt
+                worker.entered_at = time.monotonic()
+                await self._tmux.press(pane, "Enter")
+            case rules.Clear(message):
+                await self._queue.mark_inflight([message])
+                worker.cleared, worker.clearing = False, True
+                worker.prompts.clear()
+                worker.entered_at = time.monotonic()
+                # A slash command must be typed, not pasted; its menu needs a moment.
+                await self._tmux.type_text(pane, provider.clear_command)
+                await asyncio.sleep(self.tuning.paste_settle)
+                await self._tmux.press(pane, "Enter")
+            case rules.Submit(batch, text, typed):
+                await self._queue.mark_inflight(batch)
+                worker.prompts.clear()
+                worker.interrupted_at = None
+                try:
+                    if typed:
+                        await self._tmux.type_text(pane, text)
+                    else:
+                        await self._tmux.paste(pane, text)
+                        await asyncio.sleep(self.tuning.paste_settle)
+                    worker.entered_at = time.monotonic()
+                    await self._tmux.press(pane, "Enter")
+                except SmError as exc:
+                    # Left in flight: the next look finds the text in the box (Enter
+                    # again) or not (sent again).
+                    await self._queue.note_error(batch, str(exc))
+                    worker.due = time.monotonic() + self.tuning.retry_delay
+                    raise
+            case _:
+                raise AssertionError(f"unhandled delivery decision {decision!r}")
 
-        reading = await self._read(session, provider)
-        if reading.state == "waiting":
-            # A dialog is up (permission, trust, a start-up question): a paste and
-            # an Enter would answer it. Wait until it is gone.
-            self._retry_later(worker, self.tuning.retry_delay)
-            return False
-        leftover = [m for m in batch if m.status == "inflight"]
-        if leftover:
-            # A crash of the server left this batch in flight: finish it, never paste twice.
-            return await self._resume(worker, session, provider, leftover, reading)
-        if batch[0].kind == "clear" and not reading.input_text:
-            return await self._clear(worker, session, provider, batch[0])
-        if reading.input_text:
-            # Someone is typing in this pane: never type over them.
-            log.info("%s: input box holds text; holding %d message(s)", session.label, len(batch))
-            self._retry_later(worker, self.tuning.retry_delay)
-            return False
-
-        await self._queue.mark_inflight(batch)
-        text = "\n\n".join(self.render(m, provider) for m in batch)
-        try:
-            confirmed = await self._submit(worker, session, provider, text)
-        except SmError as exc:
-            confirmed, error = False, str(exc)
-        else:
-            error = "submission not confirmed"
-        if confirmed:
-            if session.state == "idle":
-                # Confirmed by the screen (no hook, or a late one): the agent is on it
-                # now. Without this a wait on it could fire before its turn began.
-                await self._states.set(session, "busy", source="delivery")
-            await self._delivered(session.id, batch)
-            return True
-        if max(m.attempts for m in batch) >= self.tuning.max_attempts:
-            await self._queue.mark_failed(batch, f"{error} after {self.tuning.max_attempts} attempts")
-            return True
-        # Left in flight: the next try looks at the input box first, presses Enter
-        # if the text is still there, and pastes again only if it is not.
-        await self._queue.note_error(batch, error)
-        self._retry_later(worker, self.tuning.retry_delay)
-        return False
-
-    async def _resume(self, worker: _Worker, session: Session, provider: Provider,
-                      batch: list[Message], reading: ScreenReading) -> bool:
-        box = reading.input_text
-        if box and not _looks_like_ours(box, provider):
-            self._retry_later(worker, self.tuning.retry_delay)  # a person's text: wait
-            return False
-        if not box and reading.state is not None:
-            # The box is empty and no replayed hook said the batch went in: it never did.
-            await self._queue.mark_retry(batch, "in flight when sm stopped; sent again")
-            for m in batch:
-                m.status = "queued"
-            return True
-        # Our text is still in the box, or the box can't be seen (a long paste can
-        # push its top off the screen): press Enter; never paste a second copy.
-        log.info("%s: finishing a batch left in flight (Enter, not a new paste)", session.label)
-        worker.submitted.clear()
-        worker.expect = self.render(batch[0], provider).split("\n", 1)[0][:60]
-        for _ in range(self.tuning.enter_retries):
-            await self._tmux.press(session.pane_id or "", "Enter")
-            if provider.has_hooks:
-                confirmed = await _wait(worker.submitted, self.tuning.confirm_timeout)
-            else:
-                confirmed = await self._screen_confirms(session, provider)
-            if confirmed:
-                await self._delivered(session.id, batch)
-                return True
-        if max(m.attempts for m in batch) >= self.tuning.max_attempts:
-            # Nothing confirms it: rather twice than never.
-            await self._queue.mark_retry(batch, "in flight and unconfirmed; sent again")
-            return True
-        await self._queue.mark_inflight(batch)  # counts the attempt; stays in flight
-        self._retry_later(worker, self.tuning.retry_delay)
-        return False
+    async def _finish(self, worker: _Worker, session: Session, batch: list[Message],
+                      set_state: str | None, by: str) -> None:
+        """The one place a batch is marked delivered, and those waiting on it told."""
+        worker.entered_at, worker.clearing = None, False
+        carried = {m.id for m in batch}
+        if by == "hook":
+            worker.prompts.clear()  # spent: the same text sent again needs its own prompt
+        if set_state and session.state != set_state:
+            # Confirmed by the screen, or a clear: no hook says what the agent does
+            # now. Without this a wait on it could fire before its turn began.
+            await self._states.set(session, set_state, source=f"delivery ({by})")
+        changed = await self._queue.mark_delivered(batch)
+        log.debug("%s: delivered %s (%s)", session.label, sorted(carried), by)
+        if changed:
+            for callback in self._delivered_listeners:
+                callback(session.id)
 
     def render(self, message: Message, provider: Provider) -> str:
         body = message.body
@@ -324,106 +306,11 @@ class Delivery:
         screen = await self._tmux.capture(session.pane_id or "")
         command = ""
         if not provider.has_hooks:
-            command = await self._current_command(session)
+            command = await self._tmux.current_command(session.pane_id or "")
         return provider.read_screen(screen, command)
 
-    async def _current_command(self, session: Session) -> str:
-        return await self._tmux.current_command(session.pane_id or "")
 
-    async def _submit(
-        self, worker: _Worker, session: Session, provider: Provider, text: str
-    ) -> bool:
-        pane = session.pane_id or ""
-        worker.submitted.clear()
-        worker.expect = text.split("\n", 1)[0][:60]
-        await self._tmux.paste(pane, text)
-        await asyncio.sleep(self.tuning.paste_settle)
-        for attempt in range(self.tuning.enter_retries):
-            await self._tmux.press(pane, "Enter")
-            if provider.has_hooks:
-                if await _wait(worker.submitted, self.tuning.confirm_timeout):
-                    return True
-                reading = await self._read(session, provider)
-                if reading.state is not None and not reading.input_text:
-                    log.warning("%s: input went in but its hook never came", session.label)
-                    return True
-            elif await self._screen_confirms(session, provider):
-                return True
-            log.info("%s: Enter not taken (attempt %d); pressing again", session.label, attempt + 1)
-        return False
-
-    async def _screen_confirms(self, session: Session, provider: Provider) -> bool:
-        deadline = time.monotonic() + self.tuning.confirm_timeout
-        while time.monotonic() < deadline:
-            reading = await self._read(session, provider)
-            if reading.state == "busy" or (reading.state is not None and not reading.input_text):
-                return True
-            await asyncio.sleep(0.05)
-        return False
-
-    async def _await_idle(self, worker: _Worker, session: Session, provider: Provider) -> bool:
-        """After an interrupt: wait for the prompt (hooks may not report it)."""
-        deadline = time.monotonic() + self.tuning.interrupt_timeout
-        while time.monotonic() < deadline:
-            if session.state == "idle":
-                return True
-            reading = await self._read(session, provider)
-            if reading.state == "idle":
-                await self._states.set(session, "idle", source="screen after interrupt")
-                return True
-            worker.state_changed.clear()
-            await _wait(worker.state_changed, 0.1)
-        return False
-
-    async def _clear(
-        self, worker: _Worker, session: Session, provider: Provider, message: Message
-    ) -> bool:
-        await self._queue.mark_inflight([message])
-        pane = session.pane_id or ""
-        worker.cleared.clear()
-        self._clearing.add(session.id)
-        try:
-            # A slash command must be typed, not pasted.
-            await self._tmux.type_text(pane, provider.clear_command)
-            await asyncio.sleep(self.tuning.paste_settle)
-            await self._tmux.press(pane, "Enter")
-            if provider.has_hooks:
-                ok = await _wait(worker.cleared, self.tuning.clear_timeout)
-            else:
-                ok = await self._screen_confirms(session, provider)
-        finally:
-            self._clearing.discard(session.id)
-        if ok:
-            await self._delivered(session.id, [message])
-            await self._states.set(session, "idle", source="clear")
-            return True
-        await self._queue.mark_failed([message], "clear not confirmed by the agent")
-        return True
-
-
-def _looks_like_ours(box: str, provider: Provider) -> bool:
-    """Text in an input box that sm put there: every message starts with its header."""
-    text = box.lstrip()
-    if provider.header_prefix and text.startswith(provider.header_prefix.strip()):
-        text = text[len(provider.header_prefix.strip()) :].lstrip()
-    return text.startswith(("[from ", "[sm]", "[Pasted text"))
-
-
-def _batch(pending: list[Message], limit: int) -> list[Message]:
-    """Pending messages that go in together: up to (not past) a clear, within `limit` bytes."""
-    if pending[0].kind == "clear":
-        return pending[:1]
-    batch: list[Message] = []
-    size = 0
-    for message in pending:
-        size += len(message.body.encode("utf-8"))
-        if message.kind == "clear" or (batch and size > limit):
-            break
-        batch.append(message)
-    return batch
-
-
-async def _wait(event: asyncio.Event, timeout: float) -> bool:
+async def _wait(event: asyncio.Event, timeout: float | None) -> bool:
     try:
         await asyncio.wait_for(event.wait(), timeout)
         return True

@@ -4,7 +4,7 @@
 | --------------------------------------- | --------------------------------------------- |
 | SessionStart                            | bind Claude's session id and transcript; idle |
 | SessionStart source=clear               | the clear in flight is confirmed              |
-| UserPromptSubmit                        | busy; the delivery in flight is confirmed     |
+| UserPromptSubmit                        | busy; tells the deliverer the prompt          |
 | PreToolUse, PostToolUse                 | busy (AskUserQuestion/ExitPlanMode: waiting)  |
 | PermissionRequest                       | waiting; asks the phone (core.permissions)    |
 | Notification(permission_prompt)         | waiting on a human                            |
@@ -201,9 +201,8 @@ class HookEvents:
                 if start_source != "compact":
                     await self._states.set(session, State.IDLE, source=source)
             case UserPromptSubmit(prompt=prompt):
+                # Only a signal: the deliverer matches the prompt to its batch in flight.
                 self._delivery.note_submitted(session.id, prompt)
-                if prompt:
-                    await self._delivery.confirm_prompt(session, prompt)
                 await self._states.set(session, State.BUSY, source=source)
             case PreToolUse(tool=tool) if tool in HUMAN_TOOLS:
                 kind = HUMAN_TOOLS[tool]

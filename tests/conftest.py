@@ -197,6 +197,18 @@ class Server:
         return wait_for(lambda: (s := self.session(ref))["state"] == state and s,
                         timeout, 0.1, f"{ref} to be {state}")
 
+    def wait_turn_done(self, ref: str, answer: str, timeout: float = 15) -> dict[str, Any]:
+        """Wait until the agent's answer is in its transcript and it is idle again.
+
+        A prompt shows on the agent's screen a moment before its hook makes the
+        session busy, so "prompt seen, then idle" can see the idle from before
+        the turn; the answer is written after that hook, and idle comes after it.
+        """
+        def done() -> Any:
+            said = self.sm("output", ref, "--transcript")
+            return answer in said.stdout and (s := self.session(ref))["state"] == "idle" and s
+        return wait_for(done, timeout, 0.1, f"{ref} to answer {answer!r} and be idle")
+
     def agent_env(self, ref: str) -> dict[str, str]:
         """The environment an agent gets (its own SM_TOKEN), read from its tmux session."""
         s = self.session(ref)

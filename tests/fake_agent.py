@@ -6,7 +6,9 @@ the input quirks (bracketed paste, Enter-after-paste swallowing, ESC interrupt) 
 the hook/transcript side effects, without any model behind it.
 
 Usage: python tests/fake_agent.py [--settings FILE] [--log FILE] [other args ignored]
-Env:   FAKE_AGENT_DIR (where transcripts go), FAKE_AGENT_STARTUP_DELAY (seconds).
+Env:   FAKE_AGENT_DIR (where transcripts go), FAKE_AGENT_STARTUP_DELAY (seconds),
+       FAKE_AGENT_SWALLOW_ENTERS (ignore this many Enters on a non-empty box, as a
+       busy terminal may).
 """
 import argparse
 import datetime
@@ -101,6 +103,7 @@ class FakeAgent:
         self.pending = b""
         self.esc_deadline = None
         self.size = None
+        self.swallow = int(os.environ.get("FAKE_AGENT_SWALLOW_ENTERS") or 0)
 
     # ---- session / hooks ------------------------------------------------
     def new_session(self):
@@ -273,6 +276,13 @@ class FakeAgent:
                 p = p[1:]
                 if now - self.paste_end_at < ENTER_AFTER_PASTE_GRACE:
                     continue  # swallowed, as Claude does right after a paste
+                if self.swallow > 0 and self.buffer:
+                    self.swallow -= 1
+                    continue
+                if self.buffer.endswith("\\"):
+                    # Like Claude: backslash-Enter is a line break, not a submit.
+                    self.buffer = self.buffer[:-1] + "\n"
+                    continue
                 text, self.buffer = self.buffer, ""
                 if text:
                     if self.turn is not None:

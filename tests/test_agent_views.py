@@ -13,8 +13,7 @@ from conftest import Server, holds, wait_for
 
 def test_clear_confirms_then_delivers_the_new_prompt(server: Server) -> None:
     server.spawn_agent("eng", "old context")
-    server.wait_prompt(lambda p: "old context" in p)
-    server.wait_state("eng", "idle")
+    server.wait_turn_done("eng", "old context")
     before = server.session("eng")["agent_session_id"]
     server.ok("clear", "eng", "fresh start")
     fresh = server.wait_prompt(lambda p: "fresh start" in p)
@@ -43,8 +42,7 @@ def test_agent_cannot_clear_a_sibling(server: Server) -> None:
 
 def test_what_falls_back_to_a_summary_when_the_summarizer_is_missing(server: Server) -> None:
     server.spawn_agent("eng", "describe the plan")
-    server.wait_prompt(lambda p: "describe the plan" in p)
-    server.wait_state("eng", "idle")
+    server.wait_turn_done("eng", "describe the plan")
     out = server.json("what", "eng")
     assert out["source"] == "fallback"
     assert "eng is idle" in out["summary"]
@@ -71,8 +69,7 @@ def test_what_never_hangs_on_a_stuck_summarizer(server_factory) -> None:
 
 def test_output_shows_the_screen_and_the_transcript(server: Server) -> None:
     server.spawn_agent("eng", "say something")
-    server.wait_prompt(lambda p: "say something" in p)
-    server.wait_state("eng", "idle")
+    server.wait_turn_done("eng", "say something")
     assert "ok: [from owner] say something" in server.ok("output", "eng", "-n", "30")
     assert server.ok("output", "eng", "--transcript").strip() == "ok: [from owner] say something"
 

@@ -64,14 +64,105 @@ def test_enter_is_not_swallowed_after_paste(server: Server) -> None:
     assert len([p for p in server.prompts() if "ping" in p]) == 5
 
 
-def test_message_is_marked_delivered_only_once_submitted(server: Server) -> None:
+def message_row(server: Server, message_id: int) -> dict[str, object]:
+    import sqlite3
+
+    with sqlite3.connect(server.state_dir / "sm.db") as db:
+        db.row_factory = sqlite3.Row
+        return dict(db.execute("SELECT * FROM messages WHERE id = ?", (message_id,)).fetchone())
+
+
+def test_message_is_marked_delivered_only_once_submitted(server_factory) -> None:
+    # The agent ignores the first Enter: the text sits in its box, not submitted.
+    server = server_factory(FAKE_AGENT_SWALLOW_ENTERS="1")
     server.spawn_agent("eng")
-    session = server.session("eng")
-    out = json.loads(json.dumps(server.client().request(
-        "POST", "/sessions/eng/input", {"text": "confirm me"})))
-    server.wait_prompt(lambda p: "confirm me" in p)
-    wait_for(lambda: out["message"] in delivered_ids(server, session["id"]),
+    out = server.client().request("POST", "/sessions/eng/input", {"text": "confirm me"})
+    wait_for(lambda: "[from owner] confirm me" in server.screen("eng"), message="the text in the box")
+    row = message_row(server, out["message"])
+    assert row["status"] == "inflight" and row["delivered_at"] is None
+    assert not any("confirm me" in p for p in server.prompts())
+    # The deliverer presses Enter again (never a second copy); only then is it delivered.
+    wait_for(lambda: message_row(server, out["message"])["status"] == "delivered",
              message="the message to be marked delivered")
+    assert [p for p in server.prompts() if "confirm me" in p] == ["[from owner] confirm me"]
+    submitted_at = next(json.loads(line)["t"] for line in server.agent_log.read_text().splitlines()
+                        if "confirm me" in line)
+    assert message_row(server, out["message"])["delivered_at"] >= submitted_at
+    assert "Enter not taken" in server.log.read_text()
+
+
+def test_unconfirmed_batch_fails_after_max_attempts_and_status_shows_it(server_factory) -> None:
+    server = server_factory(FAKE_AGENT_SWALLOW_ENTERS="99")  # no Enter is ever taken
+    server.spawn_agent("eng")
+    server.ok("send", "eng", "never taken")
+    failed = wait_for(lambda: next((m for m in server.json("status")["undelivered"]
+                                    if m["text"] == "never taken" and m["status"] == "failed"), None),
+                      20, message="the message to be failed")
+    assert failed["error"] == "submission not confirmed after 5 attempts"
+    assert server.log.read_text().count("Enter not taken") == 4  # 1 typed + 4 retries
+    assert server.screen("eng").count("[from owner] never taken") == 1, "pasted a second copy"
+    assert not any("never taken" in p for p in server.prompts())
+
+
+def test_each_delivered_event_fires_once(server: Server) -> None:
+    events = server.events()
+    try:
+        server.spawn_agent("eng", "busy sleep 1")
+        server.wait_state("eng", "busy")
+        ids = [server.client().request("POST", "/sessions/eng/input", {"text": f"batch {n}"})["message"]
+               for n in range(3)]
+        ids.append(server.client().request("POST", "/sessions/eng/input",
+                                           {"text": "multi\nline"})["message"])
+        server.wait_prompt(lambda p: "batch 0" in p)
+        server.wait_prompt(lambda p: "multi" in p)
+        wait_for(lambda: server.session("eng")["state"] == "idle" and server.session("eng")["queued"] == 0,
+                 message="the agent to finish both turns")
+        # The agent's Stop came after every hook of both prompts: a second
+        # "delivered" for any message would have been published by now.
+        delivered = [m for e in events.events if e.get("type") == "message.delivered"
+                     for m in e.get("messages", [])]
+        for message_id in ids:
+            assert delivered.count(message_id) == 1, (message_id, delivered)
+    finally:
+        events.close()
+
+
+def test_batch_in_flight_at_a_crash_is_confirmed_by_the_replayed_hook(server_factory) -> None:
+    import signal
+
+    server = server_factory(FAKE_AGENT_SWALLOW_ENTERS="1")
+    server.spawn_agent("eng")
+    out = server.client().request("POST", "/sessions/eng/input", {"text": "across the crash"})
+    wait_for(lambda: "[from owner] across the crash" in server.screen("eng"), message="the text in the box")
+    server.stop(signal.SIGKILL)
+    # While sm is down the person presses Enter: the hook goes to the spool.
+    subprocess.run(["tmux", "-L", server.socket, "send-keys", "-t", pane_of(server, "eng"), "Enter"],
+                   check=True)
+    server.wait_prompt(lambda p: "across the crash" in p)
+    wait_for(lambda: list((server.state_dir / "spool").glob("*.json")), message="the hook to be spooled")
+    server.start()
+    wait_for(lambda: message_row(server, out["message"])["status"] == "delivered",
+             message="the replayed hook to confirm the batch")
+    assert [p for p in server.prompts() if "across the crash" in p] == ["[from owner] across the crash"]
+    log = server.log.read_text()
+    assert "Enter not taken" not in log and "sent again" not in log
+
+
+def pane_of(server: Server, name: str) -> str:
+    import sqlite3
+
+    with sqlite3.connect(server.state_dir / "sm.db") as db:
+        return db.execute("SELECT pane_id FROM sessions WHERE name = ? AND state != 'dead'",
+                          (name,)).fetchone()[0]
+
+
+def test_trailing_backslash_is_submitted_and_kept(server: Server) -> None:
+    server.spawn_agent("eng")
+    server.ok("send", "eng", "path ends in C:\\")
+    # Claude would take backslash-Enter as a line break; the deliverer adds a
+    # space after it (Claude trims it; the fake agent keeps it).
+    got = server.wait_prompt(lambda p: "path ends" in p)
+    assert got.rstrip() == "[from owner] path ends in C:\\"
 
 
 def test_multiline_text_arrives_as_one_input(server: Server) -> None:
