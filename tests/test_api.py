@@ -12,7 +12,8 @@ from typing import Any, Iterator
 
 import pytest
 
-from bot.api.app import build_app
+import hooks
+from bot.api.app import SPEC, build_app
 from conftest import Server, wait_for
 from core.config import Settings
 from core.engine import Engine
@@ -287,18 +288,16 @@ def test_openapi_json_is_an_openapi_3_document(server: Server) -> None:
 
 
 async def test_every_registered_route_is_in_the_openapi_document_and_nothing_else(tmp_path, monkeypatch) -> None:
-    from bot.api.openapi import openapi_spec
-
     monkeypatch.setenv("SM_CONFIG", "/dev/null")
     settings = Settings(state_dir=tmp_path, tmux_socket="sm-test-routes-unused")
     store = await Store.open(settings.db_path)
     try:
-        app = build_app(Engine(settings, store))
+        app = build_app(Engine(settings, store, sm_command="sm", hook_settings=hooks.settings_for("sm")))
         registered = {(route.method, route.resource.canonical) for route in app.router.routes()
                       if route.method != "HEAD"}
     finally:
         await store.close()
-    assert registered == served_routes(openapi_spec())
+    assert registered == served_routes(SPEC)
 
 
 def test_documented_read_endpoints_answer_as_described(server: Server) -> None:
