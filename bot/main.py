@@ -16,6 +16,7 @@ import sys
 
 from pydantic import ValidationError
 
+import hooks
 from bot.api.server import ApiServer
 from bot.logs import RedactSecrets, setup_logging
 from core.config import Settings, load_settings
@@ -51,7 +52,8 @@ async def run(settings: Settings, redactor: RedactSecrets | None = None) -> int:
     if _already_running(settings):
         print(f"sm-bot is already running (socket {settings.socket_path})", file=sys.stderr)
         return 1
-    engine = await Engine.open(settings)
+    sm = hooks.cli_command()
+    engine = await Engine.open(settings, sm_command=sm, hook_settings=hooks.settings_for(sm))
     api = ApiServer(engine)
     telegram = None
     stop = asyncio.Event()
@@ -72,7 +74,7 @@ async def run(settings: Settings, redactor: RedactSecrets | None = None) -> int:
         else:
             print(HEADLESS_BANNER.format(socket=settings.socket_path, state_dir=settings.state_dir),
                   file=sys.stderr, flush=True)
-        log.info("sm-bot ready (%d live session(s))", len(engine.registry.live()))
+        log.info("sm-bot ready (%d live session(s))", engine.live_count())
         await stop.wait()
         log.info("shutting down; agents keep running in tmux (socket %s)", settings.tmux_socket)
     finally:

@@ -1,7 +1,10 @@
-"""The engine, built once per process and handed to the front ends.
+"""The engine, built once per process and handed to the doors.
 
-Everything a front end may do is a method here, taking the `Caller` the front
-end authenticated; permission checks live here, not in the front ends.
+It is the only door into core: everything a door (the API, the Telegram bot,
+the hooks through the API) may do is a method here, taking the `Caller` the
+door authenticated, and permission checks live here, not in the doors. The
+engine's parts are private; a door gets sessions, messages, events and
+errors (with a kind, see core.errors) and nothing else.
 """
 
 from __future__ import annotations
@@ -18,14 +21,14 @@ from typing import Any, Callable
 from core import spool
 from core.config import Settings
 from core.delivery import Delivery, DeliveryTuning
-from core.errors import Conflict, Invalid
-from core.events import EventBus
+from core.errors import Conflict, Forbidden, Invalid
+from core.events import EventBus, Subscription
 from core.hookevents import HOOK_EVENTS, HookEvents, SessionStart, Stop, parse_hook
 from core.lifecycle import Caller, Lifecycle
 from core.locks import Lock, Locks
 from core.monitor import Monitor
-from core.providers import dialog_options, get_provider
-from core.permissions import Permissions
+from core.providers import PROVIDERS, dialog_options, get_provider
+from core.permissions import DECISIONS, Permissions
 from core.queue import MODES, Message, MessageQueue
 from core.sessions import Session, SessionRegistry
 from core.state import State, StateMachine
@@ -36,6 +39,10 @@ from core.waits import Waits
 from core.what import fallback_summary, last_assistant_messages, summarize
 
 log = logging.getLogger(__name__)
+
+# The vocabulary a door may show or validate against.
+PROVIDER_NAMES: tuple[str, ...] = tuple(sorted(PROVIDERS))
+SEND_MODES: tuple[str, ...] = MODES
 
 WRITE_TOOLS = frozenset({"Write", "Edit", "MultiEdit", "NotebookEdit"})
 
@@ -63,36 +70,44 @@ def ensure_owner_token(path: Path) -> str:
 
 
 class Engine:
+    settings: Settings
+
     def __init__(
         self,
         settings: Settings,
         store: Store,
+        *,
+        sm_command: str,
+        hook_settings: dict[str, Any],
         tmux: Tmux | None = None,
         clock: Callable[[], float] = time.time,
         tuning: DeliveryTuning | None = None,
     ) -> None:
+        """`sm_command` and `hook_settings` come from the hooks package
+        (`hooks.cli_command()`, `hooks.settings_for()`): how an agent runs the
+        `sm` CLI, and the Claude Code settings that run sm's hooks."""
         self.settings = settings
-        self.store = store
-        self.clock = clock
-        self.bus = EventBus(clock)
-        self.tmux = tmux or Tmux(settings.tmux_socket, settings.state_dir / "tmux")
-        self.registry = SessionRegistry(store, clock)
-        self.states = StateMachine(self.registry, self.bus, clock)
-        self.queue = MessageQueue(store, self.bus, clock)
+        self._store = store
+        self._clock = clock
+        self._bus = EventBus(clock)
+        self._tmux = tmux or Tmux(settings.tmux_socket, settings.state_dir / "tmux")
+        self._registry = SessionRegistry(store, clock)
+        self._states = StateMachine(self._registry, self._bus, clock)
+        self._queue = MessageQueue(store, self._bus, clock)
         tuning = tuning or DeliveryTuning(inline_bytes=settings.inline_message_bytes)
-        self.delivery = Delivery(self.registry, self.states, self.queue, self.tmux,
-                                 settings.state_dir / "messages", tuning, clock)
-        self.waits = Waits(store, self.registry, self.states, self.queue, clock)
-        self.delivery.on_delivered(self.waits.on_delivered)
-        self.lifecycle = Lifecycle(settings, self.registry, self.states, self.queue,
-                                   self.tmux, self.bus, clock)
-        self.permissions = Permissions(self.bus, settings.permission_timeout)
-        self.hooks = HookEvents(self.registry, self.states, self.delivery, self.bus, self.permissions)
-        self.monitor = Monitor(self.registry, self.states, self.queue, self.tmux, self.bus,
-                               settings.monitor_poll_interval, settings.monitor_idle_timeout, clock)
-        self.locks = Locks(store, self.registry, settings.lock_lease, git_root, clock)
-        self.states.on_change(self._release_locks_of_the_gone)
-        self.owner_token = ""
+        self._delivery = Delivery(self._registry, self._states, self._queue, self._tmux,
+                                  settings.state_dir / "messages", tuning, clock)
+        self._waits = Waits(store, self._registry, self._states, self._queue, clock)
+        self._delivery.on_delivered(self._waits.on_delivered)
+        self._lifecycle = Lifecycle(settings, self._registry, self._states, self._queue,
+                                    self._tmux, self._bus, sm_command, hook_settings, clock)
+        self._permissions = Permissions(self._bus, settings.permission_timeout)
+        self._hooks = HookEvents(self._registry, self._states, self._delivery, self._bus, self._permissions)
+        self._monitor = Monitor(self._registry, self._states, self._queue, self._tmux, self._bus,
+                                settings.monitor_poll_interval, settings.monitor_idle_timeout, clock)
+        self._locks = Locks(store, self._registry, settings.lock_lease, git_root, clock)
+        self._states.on_change(self._release_locks_of_the_gone)
+        self._owner_token = ""
         self._drain_lock = asyncio.Lock()
 
     @classmethod
@@ -102,37 +117,79 @@ class Engine:
         return cls(settings, store, **kwargs)
 
     async def start(self) -> None:
-        self.owner_token = ensure_owner_token(self.settings.owner_token_path)
-        await self.registry.load()
-        await self.lifecycle.adopt()
+        self._owner_token = ensure_owner_token(self.settings.owner_token_path)
+        await self._registry.load()
+        await self._lifecycle.adopt()
         # Hooks spooled while sm was down are replayed first: a spooled
         # UserPromptSubmit settles a batch that a crash left in flight.
-        await self.drain_spool()
-        self.monitor.start()
-        await self.waits.start()
-        for session in self.registry.live():
-            self.delivery.wake(session.id)
+        await self._drain_spool()
+        self._monitor.start()
+        await self._waits.start()
+        for session in self._registry.live():
+            self._delivery.wake(session.id)
 
     async def stop(self) -> None:
-        await self.monitor.stop()
-        await self.waits.stop()
-        await self.delivery.stop()
-        await self.store.close()
+        await self._monitor.stop()
+        await self._waits.stop()
+        await self._delivery.stop()
+        await self._store.close()
+
+    @property
+    def store(self) -> Store:
+        """The database, for a door's own tables (the bot's topics and outbox).
+
+        The engine's own tables (sessions, messages, locks, waits) are reached
+        only through the methods below.
+        """
+        return self._store
+
+    @property
+    def owner_token(self) -> str:
+        """The owner's API token, e.g. for a door's log redaction; empty before start()."""
+        return self._owner_token
+
+    def health(self) -> dict[str, Any]:
+        return {"ok": True, "sessions": self.live_count()}
+
+    def live_count(self) -> int:
+        return len(self._registry.live())
 
     # -- identity --------------------------------------------------------------------
 
     def caller_for_token(self, token: str) -> Caller | None:
+        """The caller an API token belongs to: the owner, an agent, or no one."""
         if not token:
             return None
-        if self.owner_token and secrets.compare_digest(token, self.owner_token):
+        if self._owner_token and secrets.compare_digest(token, self._owner_token):
             return Caller(None)
-        session = self.registry.by_token(token)
+        session = self._registry.by_token(token)
         return Caller(session) if session else None
+
+    def caller_for_person(self, label: str) -> Caller:
+        """The owner, acting as a person through a door that authenticated them.
+
+        `label` is what appears as the sender, e.g. "owner via telegram (alice)".
+        """
+        return Caller(None, label)
 
     # -- sessions --------------------------------------------------------------------
 
-    async def resolve(self, ref: str) -> Session:
-        return await self.registry.resolve(ref)
+    def sessions(self, caller: Caller) -> list[Session]:
+        """The live sessions (every caller may list them)."""
+        return self._registry.live()
+
+    async def session(self, caller: Caller, ref: str) -> Session:
+        """A session by id or name; NotFound if there is none."""
+        return await self._registry.resolve(ref)
+
+    async def queue_counts(self, caller: Caller) -> dict[str, int]:
+        """Messages waiting, by target session id."""
+        return await self._queue.counts()
+
+    async def attach_command(self, caller: Caller, ref: str) -> list[str]:
+        """The command a person runs in a terminal to watch and type into a session."""
+        target = await self.session(caller, ref)
+        return self._tmux.attach_command(target.tmux_session)
 
     async def spawn(self, caller: Caller, prompt: str = "", *, name: str | None = None,
                     provider: str = "claude", workdir: str | None = None,
@@ -141,60 +198,62 @@ class Engine:
             raise Invalid("--wait wakes the calling agent with a message; run it inside a session sm started")
         if prompt:
             prompt = check_text(prompt, self.settings.max_message_bytes)
-        session = await self.lifecycle.spawn(caller, prompt, name=name, provider=provider,
-                                             workdir=workdir)
-        self.monitor.poke()
+        session = await self._lifecycle.spawn(caller, prompt, name=name, provider=provider,
+                                              workdir=workdir)
+        self._monitor.poke()
         if wait and caller.session and session.state != State.ERRORED:
-            await self.waits.add(caller.session, session, wait, kind="spawn")
+            await self._waits.add(caller.session, session, wait, kind="spawn")
         return session
 
     async def kill(self, caller: Caller, ref: str) -> Session:
-        target = await self.resolve(ref)
-        await self.lifecycle.kill(caller, target)
+        target = await self.session(caller, ref)
+        await self._lifecycle.kill(caller, target)
         return target
 
     async def rename(self, caller: Caller, ref: str, name: str) -> Session:
-        return await self.lifecycle.rename(caller, await self.resolve(ref), name)
+        return await self._lifecycle.rename(caller, await self.session(caller, ref), name)
 
     def children(self, caller: Caller) -> list[Session]:
-        return self.registry.children(caller.id)
+        return self._registry.children(caller.id)
 
     async def others(self, caller: Caller) -> list[Session]:
         """Other live sessions working in the caller's workspace (git root)."""
         def roots() -> tuple[str, dict[str, str]]:
             here = git_root(caller.session.workdir if caller.session else os.getcwd())
-            return here, {s.id: git_root(s.workdir) for s in self.registry.live() if s.id != caller.id}
+            return here, {s.id: git_root(s.workdir) for s in self._registry.live() if s.id != caller.id}
 
         here, theirs = await asyncio.to_thread(roots)  # git runs in a thread, not on the loop
-        return [s for s in self.registry.live()
+        return [s for s in self._registry.live()
                 if theirs.get(s.id) == here and s.state != State.ERRORED]
 
     async def status(self, caller: Caller) -> dict[str, Any]:
-        counts = await self.queue.counts()
+        counts = await self._queue.counts()
         sessions = []
-        for s in self.registry.live():
+        for s in self._registry.live():
             item = s.public()
             item["queued"] = counts.get(s.id, 0)
             sessions.append(item)
         undelivered = [
             {"id": m.id, "target": m.target_id, "from": m.sender_label, "status": m.status,
              "error": m.error, "text": m.body[:200]}
-            for m in await self.queue.undelivered()
+            for m in await self._queue.undelivered()
         ]
         me = caller.session.public() if caller.session else None
         return {"you": me or {"name": "owner"}, "sessions": sessions, "undelivered": undelivered,
-                "locks": await self.lock_list()}
+                "locks": await self.lock_list(caller)}
 
     # -- messages --------------------------------------------------------------------
 
-    async def send(self, caller: Caller, ref: str, text: str, mode: str = "sequential") -> Message:
+    async def send(self, caller: Caller, ref: str, text: str, mode: str = "sequential",
+                   origin: str | None = None) -> Message:
+        """Queue a message from the caller (an agent, the owner, or a person) to a session."""
         if mode not in MODES:
             raise Invalid(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
-        target = await self.resolve(ref)
+        target = await self.session(caller, ref)
         self._check_deliverable(target)
         body = check_text(text, self.settings.max_message_bytes)
-        return await self.queue.enqueue(target.id, body, sender_id=caller.id,
-                                        sender_label=caller.label, mode=mode)
+        return await self._queue.enqueue(target.id, body, sender_id=caller.id,
+                                         sender_label=caller.label, mode=mode, origin=origin)
 
     @staticmethod
     def _check_deliverable(target: Session) -> None:
@@ -203,63 +262,59 @@ class Engine:
         if target.gone:
             raise Invalid(f"{target.label} can't take messages: {target.state_reason}")
 
-    async def send_as_owner(self, ref: str, text: str, mode: str, label: str,
-                            origin: str | None = None) -> Message:
-        """Input from the person (Telegram, or the terminal) under a label of its own."""
-        if mode not in MODES:
-            raise Invalid(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
-        target = await self.resolve(ref)
-        self._check_deliverable(target)
-        body = check_text(text, self.settings.max_message_bytes)
-        return await self.queue.enqueue(target.id, body, sender_id=None, sender_label=label,
-                                        mode=mode, origin=origin)
-
-    async def dialog_options(self, ref: str) -> list[tuple[str, str]]:
-        """The numbered options of the dialog on a session's screen, if any."""
-        target = await self.resolve(ref)
-        if not target.live or not target.pane_id:
-            return []
-        return dialog_options(await self.tmux.capture(target.pane_id))
-
-    async def press_keys(self, ref: str, keys: str, label: str, origin: str | None = None) -> Message:
+    async def press_keys(self, caller: Caller, ref: str, keys: str, origin: str | None = None) -> Message:
         """Answer a dialog on the agent's screen with its own keys (e.g. the option's digit)."""
+        if isinstance(caller, str):  # deprecated form (ref, keys, label): see the block at the end
+            caller, ref, keys = self.caller_for_person(keys), caller, ref
         if not keys or not all(k.isdigit() or k in ("Enter", "Escape", "Up", "Down", "Tab") for k in keys.split()):
             raise Invalid("keys must be option digits or Enter/Escape/Up/Down/Tab")
-        target = await self.resolve(ref)
+        target = await self.session(caller, ref)
+        self._lifecycle.check_may_manage(caller, target, "answer the dialog of")
         self._check_deliverable(target)
         if target.state != State.WAITING:
             raise Invalid(f"{target.name} has no dialog waiting for an answer now")
-        return await self.queue.enqueue(target.id, keys, sender_id=None, sender_label=label,
-                                        mode="urgent", kind="keys", origin=origin)
+        return await self._queue.enqueue(target.id, keys, sender_id=caller.id, sender_label=caller.label,
+                                         mode="urgent", kind="keys", origin=origin)
+
+    def decide_permission(self, caller: Caller, request_id: int, decision: str, by: str) -> None:
+        """A person's answer to a permission prompt: allow, always (allow, with Claude's suggested rule) or deny."""
+        if not caller.is_owner:
+            raise Forbidden(f"{caller.label} may not answer permission prompts; a person does")
+        if decision not in DECISIONS:
+            raise Invalid(f"unknown decision {decision!r}; use one of {', '.join(DECISIONS)}")
+        self._permissions.decide(request_id, decision, by)
 
     async def wait(self, caller: Caller, ref: str, seconds: float) -> int:
         if caller.session is None:
             raise Invalid("sm wait wakes the calling agent with a message; run it inside a session sm started")
         if not 0 < seconds <= 7 * 24 * 3600:
             raise Invalid("wait seconds must be between 1 and 604800")
-        target = await self.resolve(ref)
+        target = await self.session(caller, ref)
         if target.id == caller.session.id:
             raise Invalid("a session cannot wait for itself")
-        return await self.waits.add(caller.session, target, seconds)
+        return await self._waits.add(caller.session, target, seconds)
 
     async def clear(self, caller: Caller, ref: str, prompt: str = "") -> Session:
-        target = await self.resolve(ref)
-        self.lifecycle.check_may_manage(caller, target, "clear")
+        target = await self.session(caller, ref)
+        self._lifecycle.check_may_manage(caller, target, "clear")
         if not target.live:
             raise Invalid(f"{target.label} is dead")
         if not get_provider(target.provider).has_hooks:
             # No SessionStart(clear) will say when it happened: release now.
-            await self.locks.release_all(target)
-        await self.queue.enqueue(target.id, "clear", sender_id=caller.id,
-                                 sender_label=caller.label, kind="clear")
+            await self._locks.release_all(target)
+        await self._queue.enqueue(target.id, "clear", sender_id=caller.id,
+                                  sender_label=caller.label, kind="clear")
         if prompt.strip():
             await self.send(caller, target.id, prompt)
         return target
 
     # -- reading ---------------------------------------------------------------------
 
-    async def output(self, ref: str, lines: int = 40, transcript: bool = False) -> str:
-        target = await self.resolve(ref)
+    async def output(self, caller: Caller, ref: str, lines: int = 40, transcript: bool = False) -> str:
+        """The tail of a session's screen, or its last assistant messages (`transcript`)."""
+        if isinstance(caller, str):  # deprecated form (ref, lines): see the block at the end
+            caller, ref, lines = Caller(None), caller, ref if isinstance(ref, int) else lines  # type: ignore[assignment]
+        target = await self.session(caller, ref)
         if transcript:
             messages = last_assistant_messages(target.transcript_path, max(1, min(lines, 20)))
             if not messages:
@@ -267,19 +322,22 @@ class Engine:
             return "\n\n".join(messages)
         if not target.live or not target.pane_id:
             raise Invalid(f"{target.label} has no pane to read")
-        screen = await self.tmux.capture(target.pane_id, lines=max(lines, 1))
+        screen = await self._tmux.capture(target.pane_id, lines=max(lines, 1))
         out = screen.splitlines()
         while out and not out[-1].strip():
             out.pop()
         return "\n".join(out[-lines:])
 
-    async def what(self, ref: str) -> dict[str, Any]:
-        target = await self.resolve(ref)
+    async def what(self, caller: Caller, ref: str = "") -> dict[str, Any]:
+        """A short summary of what a session is doing: by the summarizer, else from its state."""
+        if isinstance(caller, str):  # deprecated form (ref): see the block at the end
+            caller, ref = Caller(None), caller
+        target = await self.session(caller, ref)
         last = last_assistant_messages(target.transcript_path, 3)
         screen = ""
         if target.live and target.pane_id:
             try:
-                screen = await self.tmux.capture(target.pane_id)
+                screen = await self._tmux.capture(target.pane_id)
             except Exception:
                 screen = ""
         fallback = fallback_summary(target.name, target.state, target.state_reason, last, screen)
@@ -292,25 +350,41 @@ class Engine:
         return {"session": target.id, "name": target.name, "state": target.state,
                 "summary": summary or fallback, "source": "summarizer" if summary else "fallback"}
 
+    async def dialog_options(self, caller: Caller, ref: str = "") -> list[tuple[str, str]]:
+        """The numbered options of the dialog on a session's screen, if any."""
+        if isinstance(caller, str):  # deprecated form (ref): see the block at the end
+            caller, ref = Caller(None), caller
+        target = await self.session(caller, ref)
+        if not target.live or not target.pane_id:
+            return []
+        return dialog_options(await self._tmux.capture(target.pane_id))
+
+    def subscribe(self, caller: Caller) -> Subscription:
+        """Every engine event from now on (see core.events); `with engine.subscribe(c) as events: async for ...`.
+
+        Any caller may watch, as the bot's mirror and `GET /events` do.
+        """
+        return self._bus.subscribe()
+
     # -- locks -----------------------------------------------------------------------
 
     async def _release_locks_of_the_gone(self, session: Session, previous: str) -> None:
         if session.state == State.DEAD or session.gone:
-            await self.locks.release_all(session)
+            await self._locks.release_all(session)
         elif session.state == State.IDLE:
             # The turn is over, however we learnt it (a Stop, live or replayed from
             # the spool, or the screen repairing a lost one): automatic locks end.
-            await self.locks.release_auto(session)
+            await self._locks.release_auto(session)
 
     async def lock(self, caller: Caller, reason: str) -> Lock:
         if caller.session is None:
             raise Invalid("locks are held by agents; run sm lock inside a session sm started")
         if not reason.strip():
             raise Invalid("give a reason: sm lock \"<what you are doing>\"")
-        return await self.locks.acquire(caller.session, reason.strip()[:300])
+        return await self._locks.acquire(caller.session, reason.strip()[:300])
 
     async def unlock(self, caller: Caller, workspace: str | None = None) -> Lock:
-        return await self.locks.release(caller.session, workspace)
+        return await self._locks.release(caller.session, workspace)
 
     async def auto_lock(self, caller: Caller, payload: dict[str, Any]) -> dict[str, Any]:
         """The PreToolUse file-write hook: take the lock, wait for it, or deny the write."""
@@ -322,8 +396,8 @@ class Engine:
         target = payload.get("tool_input") or {}
         path = target.get("file_path") or target.get("notebook_path") or "" if isinstance(target, dict) else ""
         try:
-            await self.locks.acquire_waiting(caller.session, f"auto: {tool} {path}".strip(), True,
-                                             self.settings.lock_wait)
+            await self._locks.acquire_waiting(caller.session, f"auto: {tool} {path}".strip(), True,
+                                              self.settings.lock_wait)
         except Conflict as exc:
             return {"hookSpecificOutput": {
                 "hookEventName": "PreToolUse",
@@ -332,10 +406,10 @@ class Engine:
             }}
         return {}
 
-    async def lock_list(self) -> list[dict[str, Any]]:
+    async def lock_list(self, caller: Caller) -> list[dict[str, Any]]:
         out = []
-        for lock in await self.locks.all():
-            holder = self.registry.get_live(lock.holder_id)
+        for lock in await self._locks.all():
+            holder = self._registry.get_live(lock.holder_id)
             out.append({"workspace": lock.workspace, "holder": lock.holder_id,
                         "holder_name": holder.name if holder else None, "reason": lock.reason,
                         "auto": bool(lock.auto), "since": lock.acquired_at})
@@ -343,27 +417,80 @@ class Engine:
 
     # -- hooks -----------------------------------------------------------------------
 
-    async def hook(self, session: Session, event: str, payload: dict[str, Any]) -> dict[str, Any]:
-        return await self._apply_hook(session, parse_hook(event, payload))
+    async def hook(self, caller: Caller, event: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """A Claude Code hook event from the calling agent; returns what the hook prints."""
+        if caller.session is None:
+            raise Forbidden("hooks are sent by agents, with their own SM_TOKEN")
+        return await self._apply_hook(caller.session, parse_hook(event, payload))
 
     async def _apply_hook(self, session: Session, hook: Any) -> dict[str, Any]:
         """A hook event, live or replayed from the spool."""
-        await self.locks.renew(session)
+        await self._locks.renew(session)
         match hook:
             case SessionStart(source="clear"):
-                await self.locks.release_all(session)  # cleared, by sm or at the terminal
+                await self._locks.release_all(session)  # cleared, by sm or at the terminal
             case Stop():
-                await self.locks.release_auto(session)
-        return await self.hooks.handle(session, hook)
+                await self._locks.release_auto(session)
+        return await self._hooks.handle(session, hook)
 
-    async def drain_spool(self) -> int:
+    async def drain_spool(self, caller: Caller) -> int:
+        """Replay hook events spooled while the server was unreachable; how many were replayed.
+
+        Any caller may ask: each spooled event acts only as the agent whose token it carries.
+        """
+        return await self._drain_spool()
+
+    async def _drain_spool(self) -> int:
         async with self._drain_lock:
             return await spool.drain(self.settings.spool_dir, self._replay)
 
     async def _replay(self, token: str, event: str, payload: dict[str, Any]) -> None:
-        session = self.registry.by_token(token)
+        session = self._registry.by_token(token)
         if session is None:
             log.warning("spooled %s event for an unknown or dead session; dropped", event)
             return
         if event in HOOK_EVENTS:
             await self._apply_hook(session, parse_hook(event, payload))
+
+    # -- deprecated ------------------------------------------------------------------
+    # The Telegram door's calls from before this facade. It is being moved to
+    # bot/telegram/ and converted to the methods above; until that is merged,
+    # these keep it working (as do the ref-first forms of press_keys, output,
+    # what and dialog_options). Delete them, and those forms, with that merge.
+    # tests/test_boundaries.py fails while any door still uses one.
+
+    DEPRECATED = frozenset({"resolve", "send_as_owner", "registry", "queue", "tmux", "bus", "permissions"})
+
+    async def resolve(self, ref: str) -> Session:
+        """Deprecated: `session(caller, ref)`."""
+        return await self._registry.resolve(ref)
+
+    async def send_as_owner(self, ref: str, text: str, mode: str, label: str,
+                            origin: str | None = None) -> Message:
+        """Deprecated: `send(caller_for_person(label), ref, text, mode, origin)`."""
+        return await self.send(self.caller_for_person(label), ref, text, mode, origin)
+
+    @property
+    def registry(self) -> SessionRegistry:
+        """Deprecated: `sessions(caller)`, `session(caller, ref)`."""
+        return self._registry
+
+    @property
+    def queue(self) -> MessageQueue:
+        """Deprecated: `queue_counts(caller)`."""
+        return self._queue
+
+    @property
+    def tmux(self) -> Tmux:
+        """Deprecated: `attach_command(caller, ref)`."""
+        return self._tmux
+
+    @property
+    def bus(self) -> EventBus:
+        """Deprecated: `subscribe(caller)`."""
+        return self._bus
+
+    @property
+    def permissions(self) -> Permissions:
+        """Deprecated: `decide_permission(caller, request_id, decision, by)`."""
+        return self._permissions

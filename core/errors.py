@@ -1,37 +1,45 @@
 """Errors the engine raises, each with a message a user can act on.
 
-Front ends map them: the API to HTTP status codes, the CLI to one line on
-stderr, the bot to a reply.
+Each error has a `kind`. The engine knows nothing of HTTP or Telegram: every
+door maps a kind to its own words (the API to a status code, the CLI to one
+line on stderr, the bot to a reply).
 """
+
+from enum import StrEnum
+
+
+class ErrorKind(StrEnum):
+    INVALID = "invalid"          # the request makes no sense as given; fix it and retry
+    NOT_FOUND = "not found"      # no such session, request or lock
+    FORBIDDEN = "forbidden"      # the caller may not do this
+    TOO_LARGE = "too large"      # over a configured size limit
+    CONFLICT = "conflict"        # taken by someone else (a name, a lock)
+    UNAVAILABLE = "unavailable"  # tmux or another part sm drives is not answering
 
 
 class SmError(Exception):
-    """Base class. `status` is the HTTP status the API answers with."""
-
-    status = 400
+    kind = ErrorKind.INVALID
 
 
 class NotFound(SmError):
-    status = 404
+    kind = ErrorKind.NOT_FOUND
 
 
 class Forbidden(SmError):
-    status = 403
+    kind = ErrorKind.FORBIDDEN
 
 
 class Invalid(SmError):
-    status = 422
+    kind = ErrorKind.INVALID
 
 
 class TooLarge(SmError):
-    status = 413
+    kind = ErrorKind.TOO_LARGE
 
 
 class Conflict(SmError):
-    status = 409
+    kind = ErrorKind.CONFLICT
 
 
 class Unavailable(SmError):
-    """tmux or another part sm drives is not answering."""
-
-    status = 503
+    kind = ErrorKind.UNAVAILABLE

@@ -8,11 +8,9 @@ import os
 import secrets
 import shlex
 import shutil
-import sys
 import time
-from importlib import resources
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from core.config import Settings
 from core.errors import Forbidden, Invalid
@@ -26,29 +24,24 @@ from core.tmux import Tmux
 log = logging.getLogger(__name__)
 
 
-def sm_command() -> str:
-    """How an agent (or its hooks) runs the `sm` CLI: an absolute path."""
-    beside = Path(sys.executable).with_name("sm")
-    if beside.exists():
-        return str(beside)
-    found = shutil.which("sm")
-    return found or f"{shlex.quote(sys.executable)} -m cli.main"
-
-
-def write_claude_settings(path: Path, sm: str) -> Path:
+def write_claude_settings(path: Path, settings: dict[str, Any]) -> Path:
     """The `--settings` file the claude provider launches with: sm's hooks."""
-    template = resources.files("hooks").joinpath("settings.json").read_text()
-    settings = json.loads(template.replace("{sm}", sm))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(settings, indent=2))
     return path
 
 
 class Caller:
-    """Who is asking: the owner (session is None) or an agent."""
+    """Who is asking: an agent, or the owner (session is None).
 
-    def __init__(self, session: Session | None) -> None:
+    The owner may act as a person through a door that authenticated them; the
+    label then names them as the sender ("owner via telegram (alice)").
+    Doors get callers from the engine (`caller_for_token`, `caller_for_person`).
+    """
+
+    def __init__(self, session: Session | None, label: str | None = None) -> None:
         self.session = session
+        self._label = label
 
     @property
     def is_owner(self) -> bool:
@@ -60,7 +53,12 @@ class Caller:
 
     @property
     def label(self) -> str:
-        return self.session.name if self.session else "owner"
+        if self.session:
+            return self.session.name
+        return self._label or "owner"
+
+    def __repr__(self) -> str:
+        return f"Caller({self.label!r})"
 
 
 class Lifecycle:
@@ -72,6 +70,8 @@ class Lifecycle:
         queue: MessageQueue,
         tmux: Tmux,
         bus: EventBus,
+        sm_command: str,
+        hook_settings: dict[str, Any],
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._settings = settings
@@ -81,9 +81,9 @@ class Lifecycle:
         self._tmux = tmux
         self._bus = bus
         self._clock = clock
-        self.sm = sm_command()
+        self.sm = sm_command
         self.claude_settings = write_claude_settings(
-            settings.state_dir / "claude-settings.json", self.sm
+            settings.state_dir / "claude-settings.json", hook_settings
         )
 
     def check_may_manage(self, caller: Caller, target: Session, verb: str) -> None:

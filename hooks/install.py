@@ -9,15 +9,14 @@ are already configured, never replacing them, and never twice.
 from __future__ import annotations
 
 import json
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from core.lifecycle import sm_command
+from hooks import cli_command, settings_for
+
 
 def sm_hooks(sm: str) -> dict[str, list[dict[str, Any]]]:
-    template = resources.files("hooks").joinpath("settings.json").read_text()
-    return json.loads(template.replace("{sm}", sm))["hooks"]
+    return settings_for(sm)["hooks"]
 
 
 def _commands(entries: list[dict[str, Any]]) -> set[str]:
@@ -36,7 +35,7 @@ def install(directory: str) -> tuple[Path, int]:
             raise ValueError(f"{path} does not hold a JSON object")
     hooks = settings.setdefault("hooks", {})
     added = 0
-    for event, entries in sm_hooks(sm_command()).items():
+    for event, entries in sm_hooks(cli_command()).items():
         existing = hooks.setdefault(event, [])
         have = _commands(existing)
         for entry in entries:

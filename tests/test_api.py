@@ -12,7 +12,8 @@ from typing import Any, Iterator
 
 import pytest
 
-from bot.api.app import build_app
+import hooks
+from bot.api.app import SPEC, build_app
 from conftest import Server, wait_for
 from core.config import Settings
 from core.engine import Engine
@@ -287,18 +288,16 @@ def test_openapi_json_is_an_openapi_3_document(server: Server) -> None:
 
 
 async def test_every_registered_route_is_in_the_openapi_document_and_nothing_else(tmp_path, monkeypatch) -> None:
-    from bot.api.openapi import openapi_spec
-
     monkeypatch.setenv("SM_CONFIG", "/dev/null")
     settings = Settings(state_dir=tmp_path, tmux_socket="sm-test-routes-unused")
     store = await Store.open(settings.db_path)
     try:
-        app = build_app(Engine(settings, store))
+        app = build_app(Engine(settings, store, sm_command="sm", hook_settings=hooks.settings_for("sm")))
         registered = {(route.method, route.resource.canonical) for route in app.router.routes()
                       if route.method != "HEAD"}
     finally:
         await store.close()
-    assert registered == served_routes(openapi_spec())
+    assert registered == served_routes(SPEC)
 
 
 def test_documented_read_endpoints_answer_as_described(server: Server) -> None:
@@ -317,6 +316,65 @@ def test_documented_read_endpoints_answer_as_described(server: Server) -> None:
         exercised += 1
     assert exercised >= 8
     assert call(server, "GET", f"/sessions/{s['id']}").json()["attach"][:2] == ["tmux", "-L"]
+
+
+def body_schema(spec: dict[str, Any], op: dict[str, Any]) -> dict[str, Any]:
+    schema = op["requestBody"]["content"]["application/json"]["schema"]
+    return spec["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
+
+
+WRONG = {"string": 5, "number": "soon", "integer": "many", "boolean": "yes"}
+
+
+def test_every_documented_body_is_what_the_endpoint_parses(server: Server) -> None:
+    """/openapi.json is generated from the models the API parses with: what it
+    says is required is refused when missing, and each field refuses the wrong type."""
+    s = spawn_shell(server, "parsed")
+    spec = call(server, "GET", "/openapi.json").json()
+    checked = 0
+    for method, path in sorted(served_routes(spec)):
+        op = spec["paths"][path][method.lower()]
+        if "requestBody" not in op:
+            continue
+        url = path.replace("{ref}", s["id"]).replace("{event}", "Stop")
+        schema = body_schema(spec, op)
+        required = schema.get("required", [])
+        assert op["requestBody"]["required"] == bool(required), (method, path)
+        if required:
+            message = assert_error(call(server, method, url, {}), 422)
+            for name in required:
+                assert f"missing field {name!r}" in message, (path, message)
+            assert "422" in op["responses"]
+        for name, prop in schema.get("properties", {}).items():
+            kinds = [prop.get("type")] + [alt.get("type") for alt in prop.get("anyOf", [])]
+            kind = next((k for k in kinds if k in WRONG), None)
+            assert kind, (path, name, prop)
+            message = assert_error(call(server, method, url, {name: WRONG[kind]}), 422)
+            assert f"field {name!r}" in message, (path, name, message)
+            checked += 1
+    assert checked >= 10
+    assert [x["name"] for x in server.json("status")["sessions"]] == ["parsed"]  # nothing was done
+
+
+def test_a_422_is_one_line_naming_the_field_and_what_was_wrong(server: Server) -> None:
+    s = spawn_shell(server, "oneline")
+    message = assert_error(call(server, "POST", f"/sessions/{s['id']}/watch", {"seconds": "soon"}), 422)
+    assert message == "field 'seconds': Input should be a valid number (got 'soon')"
+    message = assert_error(call(server, "POST", f"/sessions/{s['id']}/input", {"text": "x" * 500, "mode": 7}), 422)
+    assert "\n" not in message and "field 'mode'" in message and len(message) < 200
+
+
+def test_hooks_are_refused_from_the_owner(server: Server) -> None:
+    message = assert_error(call(server, "POST", "/hooks/Stop", {}), 403)
+    assert "SM_TOKEN" in message
+
+
+def test_every_error_kind_has_an_http_status() -> None:
+    from bot.api.app import STATUS
+    from core.errors import ErrorKind
+
+    assert set(STATUS) == set(ErrorKind)
+    assert len(set(STATUS.values())) == len(STATUS)
 
 
 def test_docs_page_is_html_listing_every_path(server: Server) -> None:

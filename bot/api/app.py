@@ -4,6 +4,9 @@ It listens on a Unix socket in the state dir (mode 0600) and, if enabled, on
 127.0.0.1. Every request carries `Authorization: Bearer <token>`: an agent's
 own `SM_TOKEN` (the caller is that agent; no body field can claim another
 identity) or the owner token from `<state_dir>/owner.token`.
+
+Each endpoint is one `Route`: its request and response models (bot/api/models.py)
+are what it parses and answers with, and what `/openapi.json` describes.
 """
 
 from __future__ import annotations
@@ -11,16 +14,17 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
 from aiohttp import web
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from bot.api.openapi import DOCS_HTML, openapi_spec
+from bot.api import models as m
+from bot.api.openapi import docs_html, openapi_spec
 from core.engine import Engine
-from core.errors import Forbidden, Invalid, SmError
+from core.errors import ErrorKind, Invalid, SmError
 from core.lifecycle import Caller
-from core.providers import PROVIDERS
-from core.queue import MODES
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +33,16 @@ ENGINE = web.AppKey("engine", Engine)
 # instead of holding the shutdown until aiohttp's timeout cancels them.
 CLOSING = web.AppKey("closing", asyncio.Event)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+# The engine's error kinds in HTTP's words.
+STATUS = {
+    ErrorKind.INVALID: 422,
+    ErrorKind.NOT_FOUND: 404,
+    ErrorKind.FORBIDDEN: 403,
+    ErrorKind.TOO_LARGE: 413,
+    ErrorKind.CONFLICT: 409,
+    ErrorKind.UNAVAILABLE: 503,
+}
 
 
 def error(status: int, message: str) -> web.Response:
@@ -40,7 +54,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     try:
         return await handler(request)
     except SmError as exc:
-        return error(exc.status, str(exc))
+        return error(STATUS[exc.kind], str(exc))
     except web.HTTPRequestEntityTooLarge as exc:
         return error(413, f"request body too large: {exc.text}")
     except web.HTTPException as exc:
@@ -65,198 +79,193 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     return await handler(request)
 
 
-async def body(request: web.Request) -> dict[str, Any]:
-    if not request.can_read_body:
-        return {}
-    raw = await request.read()
+# -- parsing -------------------------------------------------------------------------
+
+
+def _problem(err: Any, what: str) -> str:
+    name = ".".join(str(part) for part in err["loc"]) or "body"
+    if err["type"] == "missing":
+        return f"missing {what} {name!r}"
+    got = repr(err["input"])
+    got = got if len(got) <= 60 else got[:57] + "..."
+    return f"{what} {name!r}: {err['msg']} (got {got})"
+
+
+def validated(model: type[BaseModel], data: Any, what: str = "field") -> Any:
+    """`data` as `model`, or Invalid naming each bad field (or parameter) on one line."""
     try:
-        data = json.loads(raw)
-    except ValueError:
-        raise Invalid("request body must be JSON") from None
-    if not isinstance(data, dict):
-        raise Invalid("request body must be a JSON object")
-    return data
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise Invalid("; ".join(_problem(err, what) for err in exc.errors())) from None
 
 
-def field(data: dict[str, Any], name: str, kind: type | tuple[type, ...], default: Any = None,
-          required: bool = False) -> Any:
-    if name not in data or data[name] is None:
-        if required:
-            raise Invalid(f"missing field {name!r}")
-        return default
-    value = data[name]
-    if isinstance(value, bool) and kind in (int, float, (int, float)):
-        raise Invalid(f"field {name!r} must be a number")
-    if not isinstance(value, kind):
-        raise Invalid(f"field {name!r} has the wrong type")
-    if isinstance(value, str):
-        # JSON may carry lone surrogates ("\udce9", what json.dumps makes of
-        # argv bytes that are not UTF-8); no pane or database takes them.
+async def read_body(request: web.Request, model: type[BaseModel]) -> Any:
+    data: Any = {}
+    if request.can_read_body:
         try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise Invalid(f"field {name!r} is not valid UTF-8 text") from None
-    return value
+            data = json.loads(await request.read())
+        except ValueError:  # UnicodeDecodeError included
+            raise Invalid("request body must be JSON") from None
+        if not isinstance(data, dict):
+            raise Invalid("request body must be a JSON object")
+    return validated(model, data)
 
 
-def caller_of(request: web.Request) -> Caller:
-    return request["caller"]
+# -- routes --------------------------------------------------------------------------
 
 
-def engine_of(request: web.Request) -> Engine:
-    return request.app[ENGINE]
+@dataclass
+class Call:
+    """One authenticated request, its body and query already parsed."""
+
+    request: web.Request
+    engine: Engine
+    caller: Caller
+    body: Any = None
+    query: Any = None
+
+    @property
+    def ref(self) -> str:
+        return self.request.match_info["ref"]
 
 
-# -- handlers ----------------------------------------------------------------------
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    summary: str
+    handler: Callable[[Call], Awaitable[Any]]
+    body: type[BaseModel] | None = None
+    query: type[BaseModel] | None = None
+    # The answer's type; None: the handler makes its own response (`content` says its type).
+    response: Any = None
+    status: int = 200
+    errors: tuple[ErrorKind, ...] = ()
+    content: str = "application/json"
+
+    def endpoint(self) -> Handler:
+        adapter = TypeAdapter(self.response) if self.response is not None else None
+
+        async def handle(request: web.Request) -> web.StreamResponse:
+            call = Call(request, request.app[ENGINE], request["caller"])
+            if self.query is not None:
+                call.query = validated(self.query, dict(request.query), "parameter")
+            if self.body is not None:
+                call.body = await read_body(request, self.body)
+            result = await self.handler(call)
+            if adapter is None:
+                return result
+            out = adapter.dump_python(adapter.validate_python(result), mode="json", by_alias=True)
+            return web.json_response(out, status=self.status)
+
+        return handle
 
 
-async def health(request: web.Request) -> web.Response:
-    engine = engine_of(request)
-    return web.json_response({"ok": True, "sessions": len(engine.registry.live())})
+# -- handlers ------------------------------------------------------------------------
 
 
-async def whoami(request: web.Request) -> web.Response:
-    caller = caller_of(request)
-    return web.json_response(caller.session.public() if caller.session else {"name": "owner"})
+async def health(c: Call) -> Any:
+    return c.engine.health()
 
 
-async def list_sessions(request: web.Request) -> web.Response:
-    engine, caller = engine_of(request), caller_of(request)
-    scope = request.query.get("scope", "all")
+async def whoami(c: Call) -> Any:
+    return c.caller.session.public() if c.caller.session else {"name": "owner"}
+
+
+async def list_sessions(c: Call) -> Any:
+    scope = c.query.scope
     if scope == "children":
-        sessions = engine.children(caller)
+        sessions = c.engine.children(c.caller)
     elif scope == "others":
-        sessions = await engine.others(caller)
-    elif scope == "all":
-        sessions = engine.registry.live()
+        sessions = await c.engine.others(c.caller)
     else:
-        raise Invalid("scope must be all, children or others")
-    return web.json_response([s.public() for s in sessions])
+        sessions = c.engine.sessions(c.caller)
+    return [s.public() for s in sessions]
 
 
-async def create_session(request: web.Request) -> web.Response:
-    engine, data = engine_of(request), await body(request)
-    provider = field(data, "provider", str, "claude")
-    if provider not in PROVIDERS:
-        raise Invalid(f"unknown provider {provider!r}; choose one of: {', '.join(sorted(PROVIDERS))}")
-    session = await engine.spawn(
-        caller_of(request),
-        field(data, "prompt", str, ""),
-        name=field(data, "name", str),
-        provider=provider,
-        workdir=field(data, "dir", str),
-        wait=field(data, "wait", (int, float)),
-    )
-    return web.json_response(session.public(), status=201)
+async def create_session(c: Call) -> Any:
+    b: m.SpawnBody = c.body
+    session = await c.engine.spawn(c.caller, b.prompt, name=b.name, provider=b.provider,
+                                   workdir=b.dir, wait=b.wait)
+    return session.public()
 
 
-async def get_session(request: web.Request) -> web.Response:
-    engine = engine_of(request)
-    session = await engine.resolve(request.match_info["ref"])
+async def get_session(c: Call) -> Any:
+    session = await c.engine.session(c.caller, c.ref)
     out = session.public()
-    out["attach"] = engine.tmux.attach_command(session.tmux_session)
-    out["queued"] = (await engine.queue.counts()).get(session.id, 0)
-    return web.json_response(out)
+    out["attach"] = await c.engine.attach_command(c.caller, session.id)
+    out["queued"] = (await c.engine.queue_counts(c.caller)).get(session.id, 0)
+    return out
 
 
-async def patch_session(request: web.Request) -> web.Response:
-    data = await body(request)
-    name = field(data, "name", str, required=True)
-    session = await engine_of(request).rename(caller_of(request), request.match_info["ref"], name)
-    return web.json_response(session.public())
+async def rename_session(c: Call) -> Any:
+    return (await c.engine.rename(c.caller, c.ref, c.body.name)).public()
 
 
-async def delete_session(request: web.Request) -> web.Response:
-    session = await engine_of(request).kill(caller_of(request), request.match_info["ref"])
-    return web.json_response(session.public())
+async def kill_session(c: Call) -> Any:
+    return (await c.engine.kill(c.caller, c.ref)).public()
 
 
-async def send_input(request: web.Request) -> web.Response:
-    data = await body(request)
-    text = field(data, "text", str, required=True)
-    mode = field(data, "mode", str, "sequential")
-    if mode not in MODES:
-        raise Invalid(f"mode must be one of {', '.join(MODES)}")
-    message = await engine_of(request).send(caller_of(request), request.match_info["ref"], text, mode)
-    return web.json_response({"message": message.id, "target": message.target_id,
-                              "mode": message.mode, "status": "queued"}, status=202)
+async def send_input(c: Call) -> Any:
+    message = await c.engine.send(c.caller, c.ref, c.body.text, c.body.mode)
+    return m.Queued(message=message.id, target=message.target_id, mode=message.mode)
 
 
-async def watch(request: web.Request) -> web.Response:
-    data = await body(request)
-    seconds = field(data, "seconds", (int, float), required=True)
-    wait_id = await engine_of(request).wait(caller_of(request), request.match_info["ref"], float(seconds))
-    return web.json_response({"wait": wait_id, "seconds": seconds}, status=202)
+async def watch(c: Call) -> Any:
+    wait_id = await c.engine.wait(c.caller, c.ref, c.body.seconds)
+    return m.Waiting(wait=wait_id, seconds=c.body.seconds)
 
 
-async def clear(request: web.Request) -> web.Response:
-    data = await body(request)
-    session = await engine_of(request).clear(caller_of(request), request.match_info["ref"],
-                                              field(data, "prompt", str, ""))
-    return web.json_response({"session": session.id, "status": "queued"}, status=202)
+async def clear(c: Call) -> Any:
+    session = await c.engine.clear(c.caller, c.ref, c.body.prompt)
+    return m.Clearing(session=session.id)
 
 
-async def output(request: web.Request) -> web.Response:
-    try:
-        lines = int(request.query.get("lines", "40"))
-    except ValueError:
-        raise Invalid("lines must be a number") from None
-    transcript = request.query.get("transcript") in ("1", "true", "yes")
-    text = await engine_of(request).output(request.match_info["ref"], lines, transcript)
-    return web.json_response({"output": text})
+async def output(c: Call) -> Any:
+    return m.Output(output=await c.engine.output(c.caller, c.ref, c.query.lines, c.query.transcript))
 
 
-async def what(request: web.Request) -> web.Response:
-    return web.json_response(await engine_of(request).what(request.match_info["ref"]))
+async def what(c: Call) -> Any:
+    return await c.engine.what(c.caller, c.ref)
 
 
-async def status(request: web.Request) -> web.Response:
-    return web.json_response(await engine_of(request).status(caller_of(request)))
+async def status(c: Call) -> Any:
+    return await c.engine.status(c.caller)
 
 
-async def hook(request: web.Request) -> web.Response:
-    caller = caller_of(request)
-    if caller.session is None:
-        raise Forbidden("hooks are sent by agents, with their own SM_TOKEN")
-    engine = engine_of(request)
-    if request.headers.get("X-SM-Spooled"):
-        await engine.drain_spool()
-    result = await engine.hook(caller.session, request.match_info["event"], await body(request))
-    return web.json_response(result)
+async def hook(c: Call) -> Any:
+    return await c.engine.hook(c.caller, c.request.match_info["event"], c.body.model_dump())
 
 
-async def list_locks(request: web.Request) -> web.Response:
-    return web.json_response(await engine_of(request).lock_list())
+async def drain(c: Call) -> Any:
+    return m.Replayed(replayed=await c.engine.drain_spool(c.caller))
 
 
-async def take_lock(request: web.Request) -> web.Response:
-    data = await body(request)
-    lock = await engine_of(request).lock(caller_of(request), field(data, "reason", str, required=True))
-    return web.json_response({"workspace": lock.workspace, "reason": lock.reason}, status=201)
+async def list_locks(c: Call) -> Any:
+    return await c.engine.lock_list(c.caller)
 
 
-async def release_lock(request: web.Request) -> web.Response:
-    workspace = request.query.get("workspace") or None
-    lock = await engine_of(request).unlock(caller_of(request), workspace)
-    return web.json_response({"workspace": lock.workspace, "released": True})
+async def take_lock(c: Call) -> Any:
+    lock = await c.engine.lock(c.caller, c.body.reason)
+    return m.Locked(workspace=lock.workspace, reason=lock.reason)
 
 
-async def auto_lock(request: web.Request) -> web.Response:
-    return web.json_response(await engine_of(request).auto_lock(caller_of(request), await body(request)))
+async def release_lock(c: Call) -> Any:
+    lock = await c.engine.unlock(c.caller, c.query.workspace or None)
+    return m.Unlocked(workspace=lock.workspace)
 
 
-async def drain(request: web.Request) -> web.Response:
-    return web.json_response({"replayed": await engine_of(request).drain_spool()})
+async def auto_lock(c: Call) -> Any:
+    return await c.engine.auto_lock(c.caller, c.body.model_dump())
 
 
-async def events(request: web.Request) -> web.StreamResponse:
+async def events(c: Call) -> web.StreamResponse:
     """Server-sent events: every engine event as `data: <json>`."""
-    engine = engine_of(request)
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream",
                                            "Cache-Control": "no-cache"})
-    await response.prepare(request)
-    closing = request.app[CLOSING]
-    with engine.bus.subscribe() as subscription:
+    await response.prepare(c.request)
+    closing = c.request.app[CLOSING]
+    with c.engine.subscribe(c.caller) as subscription:
         await response.write(b": connected\n\n")
         while not closing.is_set():
             get = asyncio.ensure_future(subscription.__anext__())
@@ -278,12 +287,63 @@ async def events(request: web.Request) -> web.StreamResponse:
     return response
 
 
-async def openapi(request: web.Request) -> web.Response:
-    return web.json_response(openapi_spec())
+async def openapi(c: Call) -> Any:
+    return SPEC
 
 
-async def docs(request: web.Request) -> web.Response:
-    return web.Response(text=DOCS_HTML, content_type="text/html")
+async def docs(c: Call) -> web.StreamResponse:
+    return web.Response(text=DOCS, content_type="text/html")
+
+
+K = ErrorKind
+ROUTES: tuple[Route, ...] = (
+    Route("GET", "/health", "Liveness and number of live sessions", health, response=m.Health),
+    Route("GET", "/me", "Who the token belongs to", whoami, response=m.SessionOut | m.Owner),
+    Route("GET", "/status", "Sessions, queue depths, locks and undelivered messages", status,
+          response=m.Status),
+    Route("GET", "/sessions", "Live sessions", list_sessions, query=m.SessionsQuery,
+          response=list[m.SessionOut]),
+    Route("POST", "/sessions", "Spawn an agent (as a child of the calling agent)", create_session,
+          body=m.SpawnBody, response=m.SessionOut, status=201, errors=(K.CONFLICT, K.TOO_LARGE)),
+    Route("GET", "/sessions/{ref}", "One session, with its attach command", get_session,
+          response=m.SessionDetail, errors=(K.NOT_FOUND,)),
+    Route("PATCH", "/sessions/{ref}", "Rename (yourself or a descendant; the owner: any)", rename_session,
+          body=m.RenameBody, response=m.SessionOut, errors=(K.NOT_FOUND, K.FORBIDDEN, K.CONFLICT)),
+    Route("DELETE", "/sessions/{ref}", "Kill (yourself or a descendant; the owner: any)", kill_session,
+          response=m.SessionOut, errors=(K.NOT_FOUND, K.FORBIDDEN)),
+    Route("POST", "/sessions/{ref}/input", "Queue a message (sm send)", send_input, body=m.SendBody,
+          response=m.Queued, status=202, errors=(K.NOT_FOUND, K.TOO_LARGE)),
+    Route("POST", "/sessions/{ref}/watch",
+          "Wake the caller when the session is idle with nothing queued, or at the timeout (sm wait)",
+          watch, body=m.WatchBody, response=m.Waiting, status=202, errors=(K.NOT_FOUND,)),
+    Route("POST", "/sessions/{ref}/clear", "Clear the agent's context, then send the optional prompt",
+          clear, body=m.ClearBody, response=m.Clearing, status=202, errors=(K.NOT_FOUND, K.FORBIDDEN)),
+    Route("GET", "/sessions/{ref}/output", "Screen tail, or the last assistant messages", output,
+          query=m.OutputQuery, response=m.Output, errors=(K.NOT_FOUND,)),
+    Route("GET", "/sessions/{ref}/what", "A short summary of what the agent is doing", what,
+          response=m.What, errors=(K.NOT_FOUND,)),
+    Route("POST", "/hooks/{event}", "A Claude Code hook event from the calling agent; "
+          "the answer is what the hook prints", hook, body=m.HookPayload, response=m.HookOutput,
+          errors=(K.FORBIDDEN,)),
+    Route("POST", "/spool/drain", "Replay hook events spooled while the server was unreachable", drain,
+          response=m.Replayed),
+    Route("GET", "/locks", "Workspace locks and their holders", list_locks, response=list[m.LockOut]),
+    Route("POST", "/locks", "Take your workspace's lock (sm lock)", take_lock, body=m.LockBody,
+          response=m.Locked, status=201, errors=(K.CONFLICT,)),
+    Route("DELETE", "/locks", "Release a lock: yours, or (owner) any by ?workspace=", release_lock,
+          query=m.UnlockQuery, response=m.Unlocked, errors=(K.NOT_FOUND, K.FORBIDDEN)),
+    Route("POST", "/locks/auto", "The PreToolUse file-write hook: take the lock, waiting up to "
+          "SM_LOCK_WAIT, or answer with a deny decision", auto_lock, body=m.HookPayload,
+          response=m.HookOutput),
+    Route("GET", "/events", "Server-sent events: every engine event", events,
+          content="text/event-stream"),
+    Route("GET", "/openapi.json", "This description of the API", openapi, response=dict[str, Any]),
+    Route("GET", "/docs", "This description of the API as a readable page", docs, content="text/html"),
+)
+
+PATH_PARAMETERS = {"ref": "session id or name", "event": "the Claude Code hook event, e.g. Stop"}
+SPEC = openapi_spec(ROUTES, STATUS, PATH_PARAMETERS)
+DOCS = docs_html(SPEC)
 
 
 def build_app(engine: Engine) -> web.Application:
@@ -299,26 +359,6 @@ def build_app(engine: Engine) -> web.Application:
         app[CLOSING].set()
 
     app.on_shutdown.append(close_event_streams)
-    app.router.add_get("/health", health)
-    app.router.add_get("/me", whoami)
-    app.router.add_get("/status", status)
-    app.router.add_get("/sessions", list_sessions)
-    app.router.add_post("/sessions", create_session)
-    app.router.add_get("/sessions/{ref}", get_session)
-    app.router.add_patch("/sessions/{ref}", patch_session)
-    app.router.add_delete("/sessions/{ref}", delete_session)
-    app.router.add_post("/sessions/{ref}/input", send_input)
-    app.router.add_post("/sessions/{ref}/watch", watch)
-    app.router.add_post("/sessions/{ref}/clear", clear)
-    app.router.add_get("/sessions/{ref}/output", output)
-    app.router.add_get("/sessions/{ref}/what", what)
-    app.router.add_post("/hooks/{event}", hook)
-    app.router.add_post("/spool/drain", drain)
-    app.router.add_get("/locks", list_locks)
-    app.router.add_post("/locks", take_lock)
-    app.router.add_delete("/locks", release_lock)
-    app.router.add_post("/locks/auto", auto_lock)
-    app.router.add_get("/events", events)
-    app.router.add_get("/openapi.json", openapi)
-    app.router.add_get("/docs", docs)
+    for route in ROUTES:
+        app.router.add_route(route.method, route.path, route.endpoint())
     return app

@@ -1,118 +1,103 @@
-"""The API's OpenAPI description, and a readable page built from it."""
+"""The API's OpenAPI description, generated from its routes and their models, and a readable page built from it."""
 
 from __future__ import annotations
 
 import html
-from typing import Any
+import re
+from typing import Any, Iterable, Mapping
 
-_SESSION = {"$ref": "#/components/schemas/Session"}
-_ERROR = {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
-_REF = {"name": "ref", "in": "path", "required": True, "description": "session id or name",
-        "schema": {"type": "string"}}
+from pydantic import BaseModel, TypeAdapter
 
+from bot.api.models import ErrorOut
+from core.errors import ErrorKind
 
-def _op(summary: str, ok: int = 200, schema: dict[str, Any] | None = None,
-        body: dict[str, Any] | None = None, params: list[dict[str, Any]] | None = None,
-        errors: tuple[int, ...] = (401,)) -> dict[str, Any]:
-    op: dict[str, Any] = {"summary": summary, "responses": {
-        str(ok): {"description": "ok", "content": {"application/json": {"schema": schema or {"type": "object"}}}},
-        **{str(code): _ERROR for code in errors},
-    }}
-    if body:
-        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
-    if params:
-        op["parameters"] = params
-    return op
+REF = "#/components/schemas/{model}"
+INFO = {
+    "title": "sm local API",
+    "version": "1",
+    "description": "Served on a Unix socket (0600) in the state dir. "
+                   "Authenticate with `Authorization: Bearer <SM_TOKEN or owner token>`. "
+                   "Errors are JSON: {\"error\": <what to do>, \"status\": <the HTTP status>}.",
+}
 
 
-def _obj(**props: Any) -> dict[str, Any]:
-    required = [k.rstrip("_") for k, v in props.items() if k.endswith("_")]
-    schema: dict[str, Any] = {"type": "object", "properties": {k.rstrip("_"): v for k, v in props.items()}}
-    if required:
-        schema["required"] = required
-    return schema
+class _Schemas:
+    """Components, each model once, by name; anything else inline."""
+
+    def __init__(self) -> None:
+        self.components: dict[str, Any] = {}
+
+    def of(self, kind: Any, mode: str) -> dict[str, Any]:
+        schema = TypeAdapter(kind).json_schema(ref_template=REF, mode=mode)  # type: ignore[arg-type]
+        self.components.update(schema.pop("$defs", {}))
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            self.components[kind.__name__] = schema
+            return {"$ref": REF.format(model=kind.__name__)}
+        return schema
 
 
-STR, NUM = {"type": "string"}, {"type": "number"}
+def _error(schemas: _Schemas) -> dict[str, Any]:
+    return {"description": "error",
+            "content": {"application/json": {"schema": schemas.of(ErrorOut, "serialization")}}}
 
 
-def openapi_spec() -> dict[str, Any]:
+def openapi_spec(routes: Iterable[Any], status: Mapping[Any, int],
+                 path_parameters: Mapping[str, str]) -> dict[str, Any]:
+    """OpenAPI 3.1 (whose schemas are JSON Schema, as pydantic writes them) for `routes` (bot.api.app.Route)."""
+    schemas = _Schemas()
+    paths: dict[str, dict[str, Any]] = {}
+    for route in routes:
+        if route.response is not None:
+            content = {route.content: {"schema": schemas.of(route.response, "serialization")}}
+        else:
+            content = {route.content: {"schema": {"type": "string"}}}
+        responses: dict[str, Any] = {str(route.status): {"description": "ok", "content": content},
+                                     "401": _error(schemas)}
+        codes = {status[kind] for kind in route.errors}
+        if route.body is not None or route.query is not None:
+            codes.add(status[ErrorKind.INVALID])
+        for code in sorted(codes):
+            responses[str(code)] = _error(schemas)
+        parameters = [{"name": name, "in": "path", "required": True,
+                       "description": path_parameters.get(name, name), "schema": {"type": "string"}}
+                      for name in re.findall(r"{(\w+)}", route.path)]
+        if route.query is not None:
+            query = route.query.model_json_schema(ref_template=REF)
+            for name, field in route.query.model_fields.items():
+                param = {"name": name, "in": "query", "required": field.is_required(),
+                         "schema": query["properties"][name]}
+                if field.description:
+                    param["description"] = field.description
+                parameters.append(param)
+        op: dict[str, Any] = {"summary": route.summary, "responses": responses}
+        if parameters:
+            op["parameters"] = parameters
+        if route.body is not None:
+            required = any(f.is_required() for f in route.body.model_fields.values())
+            op["requestBody"] = {"required": required,
+                                 "content": {"application/json": {"schema": schemas.of(route.body, "validation")}}}
+        paths.setdefault(route.path, {})[route.method.lower()] = op
     return {
-        "openapi": "3.0.3",
-        "info": {"title": "sm local API", "version": "1",
-                 "description": "Served on a Unix socket (0600) in the state dir. "
-                                "Authenticate with `Authorization: Bearer <SM_TOKEN or owner token>`."},
-        "components": {
-            "securitySchemes": {"token": {"type": "http", "scheme": "bearer"}},
-            "schemas": {
-                "Error": _obj(error=STR, status={"type": "integer"}),
-                "Session": _obj(id=STR, name=STR, parent_id=STR, provider=STR, workdir=STR,
-                                tmux_session=STR, pane_id=STR, state=STR, state_reason=STR,
-                                created_at=NUM, last_activity=NUM),
-            },
-        },
+        "openapi": "3.1.0",
+        "info": INFO,
+        "components": {"securitySchemes": {"token": {"type": "http", "scheme": "bearer"}},
+                       "schemas": dict(sorted(schemas.components.items()))},
         "security": [{"token": []}],
-        "paths": {
-            "/health": {"get": _op("Liveness and number of live sessions")},
-            "/me": {"get": _op("Who the token belongs to")},
-            "/status": {"get": _op("Sessions, queue depths and undelivered messages")},
-            "/sessions": {
-                "get": _op("Live sessions", schema={"type": "array", "items": _SESSION},
-                           params=[{"name": "scope", "in": "query", "schema": {"enum": ["all", "children", "others"]}}]),
-                "post": _op("Spawn an agent (as a child of the calling agent)", 201, _SESSION,
-                            _obj(prompt=STR, name=STR, provider={"enum": ["claude", "codex", "gemini", "shell"]},
-                                 dir=STR, wait=NUM), errors=(401, 409, 422)),
-            },
-            "/sessions/{ref}": {
-                "get": _op("One session, with its attach command", schema=_SESSION, params=[_REF], errors=(401, 404)),
-                "patch": _op("Rename", schema=_SESSION, body=_obj(name_=STR), params=[_REF], errors=(401, 403, 404, 409, 422)),
-                "delete": _op("Kill (yourself or a descendant; the owner: any)", schema=_SESSION,
-                              params=[_REF], errors=(401, 403, 404)),
-            },
-            "/sessions/{ref}/input": {"post": _op(
-                "Queue a message (sm send)", 202, body=_obj(text_=STR, mode={"enum": ["sequential", "important", "urgent"]}),
-                params=[_REF], errors=(401, 404, 413, 422))},
-            "/sessions/{ref}/watch": {"post": _op(
-                "Wake the caller when the session is idle with nothing queued, or at the timeout (sm wait)",
-                202, body=_obj(seconds_=NUM), params=[_REF], errors=(401, 404, 422))},
-            "/sessions/{ref}/clear": {"post": _op("Clear the agent's context, then send the optional prompt", 202,
-                                                  body=_obj(prompt=STR), params=[_REF], errors=(401, 403, 404))},
-            "/sessions/{ref}/output": {"get": _op("Screen tail, or the last assistant messages", params=[
-                _REF, {"name": "lines", "in": "query", "schema": {"type": "integer"}},
-                {"name": "transcript", "in": "query", "schema": {"type": "boolean"}}], errors=(401, 404, 422))},
-            "/sessions/{ref}/what": {"get": _op("A short summary of what the agent is doing", params=[_REF],
-                                                errors=(401, 404))},
-            "/hooks/{event}": {"post": _op("A Claude Code hook event from the calling agent", params=[
-                {"name": "event", "in": "path", "required": True, "schema": STR}], errors=(401, 403, 422))},
-            "/spool/drain": {"post": _op("Replay hook events spooled while the server was unreachable")},
-            "/locks": {
-                "get": _op("Workspace locks and their holders"),
-                "post": _op("Take your workspace's lock (sm lock)", 201, body=_obj(reason_=STR),
-                            errors=(401, 409, 422)),
-                "delete": _op("Release a lock: yours, or (owner) any by ?workspace=", params=[
-                    {"name": "workspace", "in": "query", "schema": STR}], errors=(401, 403, 404)),
-            },
-            "/locks/auto": {"post": _op("The PreToolUse file-write hook: take the lock, waiting up to "
-                                        "SM_LOCK_WAIT, or answer with a deny decision")},
-            "/events": {"get": {"summary": "Server-sent events: every engine event",
-                                "responses": {"200": {"description": "text/event-stream"}}}},
-            "/openapi.json": {"get": _op("This description of the API")},
-            "/docs": {"get": {"summary": "This description of the API as a readable page",
-                              "responses": {"200": {"description": "ok",
-                                                    "content": {"text/html": {"schema": STR}}},
-                                            "401": _ERROR}}},
-        },
+        "paths": paths,
     }
 
 
-def _docs_html() -> str:
-    spec = openapi_spec()
+def docs_html(spec: dict[str, Any]) -> str:
+    schemas = spec["components"]["schemas"]
     rows = []
     for path, ops in spec["paths"].items():
         for method, op in ops.items():
             codes = ", ".join(op["responses"])
             body = op.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema", {})
-            fields = ", ".join(body.get("properties", {}))
+            if "$ref" in body:
+                body = schemas[body["$ref"].rsplit("/", 1)[1]]
+            required = set(body.get("required", []))
+            fields = ", ".join(name + ("*" if name in required else "") for name in body.get("properties", {}))
             rows.append(
                 f"<tr><td><code>{method.upper()}</code></td><td><code>{html.escape(path)}</code></td>"
                 f"<td>{html.escape(op['summary'])}</td><td>{html.escape(fields)}</td><td>{codes}</td></tr>"
@@ -122,10 +107,7 @@ def _docs_html() -> str:
         "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}"
         "td{padding:.3em .6em;border-bottom:1px solid #ddd;vertical-align:top}</style></head><body>"
         f"<h1>sm local API</h1><p>{html.escape(spec['info']['description'])}</p>"
-        "<p>Machine-readable: <a href='/openapi.json'>/openapi.json</a></p>"
+        "<p>Machine-readable: <a href='/openapi.json'>/openapi.json</a>. Body fields marked * are required.</p>"
         "<table><tr><th>Method</th><th>Path</th><th>What</th><th>Body</th><th>Status codes</th></tr>"
         + "".join(rows) + "</table></body></html>"
     )
-
-
-DOCS_HTML = _docs_html()

@@ -1,0 +1,212 @@
+"""The API's request and response bodies.
+
+They are what the API parses and answers with, and `/openapi.json` is
+generated from them (bot/api/openapi.py), so the description cannot drift
+from the code. Requests are strict (a number is not a string, true is not a
+number); responses allow fields added later, so a new field on a session
+never breaks an answer.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic_core import PydanticCustomError
+
+from core.engine import PROVIDER_NAMES, SEND_MODES
+
+
+def _utf8(value: str) -> str:
+    # JSON may carry lone surrogates ("\udce9", what json.dumps makes of argv
+    # bytes that are not UTF-8); no pane or database takes them.
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise PydanticCustomError("utf8", "not valid UTF-8 text") from None
+    return value
+
+
+Text = Annotated[str, AfterValidator(_utf8)]
+Provider = Literal[PROVIDER_NAMES]  # type: ignore[valid-type]
+Mode = Literal[SEND_MODES]  # type: ignore[valid-type]
+
+
+class Request(BaseModel):
+    model_config = ConfigDict(strict=True)
+
+
+class Query(BaseModel):
+    """Query parameters arrive as text: numbers and booleans are read from it."""
+
+
+class Reply(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+# -- requests ------------------------------------------------------------------------
+
+
+class SpawnBody(Request):
+    prompt: Text = Field("", description="the agent's first input; empty: none")
+    name: Text | None = Field(None, description="letters, digits, . _ -; default: <provider>-<id>")
+    provider: Provider = "claude"
+    dir: Text | None = Field(None, description="working directory; default: the caller's")
+    wait: float | None = Field(None, description="wake the calling agent when the new one is idle, "
+                                                 "or after this many seconds")
+
+
+class RenameBody(Request):
+    name: Text
+
+
+class SendBody(Request):
+    text: Text
+    mode: Mode = "sequential"
+
+
+class WatchBody(Request):
+    seconds: float = Field(description="wake the caller at the latest after this many seconds")
+
+
+class ClearBody(Request):
+    prompt: Text = Field("", description="sent once the context is cleared; empty: none")
+
+
+class LockBody(Request):
+    reason: Text = Field(description="what you are doing, shown to other agents")
+
+
+class SessionsQuery(Query):
+    scope: Literal["all", "children", "others"] = Field(
+        "all", description="others: live sessions in the caller's workspace (git root)")
+
+
+class OutputQuery(Query):
+    lines: int = 40
+    transcript: bool = Field(False, description="the last assistant messages instead of the screen")
+
+
+class UnlockQuery(Query):
+    workspace: str | None = Field(None, description="owner only: release this workspace's lock")
+
+
+class HookPayload(BaseModel):
+    """What Claude Code sends a hook on stdin, passed on as it is."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+# -- responses -----------------------------------------------------------------------
+
+
+class ErrorOut(BaseModel):
+    error: str = Field(description="what went wrong, and what to do about it")
+    status: int
+
+
+class Health(Reply):
+    ok: bool
+    sessions: int = Field(description="live sessions")
+
+
+class SessionOut(Reply):
+    id: str
+    name: str
+    parent_id: str | None
+    provider: str
+    workdir: str
+    tmux_session: str
+    pane_id: str | None
+    state: str
+    state_reason: str | None
+    state_since: float
+    agent_session_id: str | None
+    transcript_path: str | None
+    idle_reminded: int
+    created_at: float
+    last_activity: float
+
+
+class SessionDetail(SessionOut):
+    attach: list[str] = Field(description="the command that attaches a terminal to the session")
+    queued: int = Field(description="messages waiting for it")
+
+
+class Owner(Reply):
+    name: Literal["owner"]
+
+
+class QueuedSession(SessionOut):
+    queued: int
+
+
+class Undelivered(Reply):
+    id: int
+    target: str
+    from_: str = Field(alias="from")
+    status: str
+    error: str | None
+    text: str
+
+
+class LockOut(Reply):
+    workspace: str
+    holder: str
+    holder_name: str | None
+    reason: str
+    auto: bool
+    since: float
+
+
+class Status(Reply):
+    you: SessionOut | Owner
+    sessions: list[QueuedSession]
+    undelivered: list[Undelivered]
+    locks: list[LockOut]
+
+
+class Queued(Reply):
+    message: int
+    target: str
+    mode: str
+    status: Literal["queued"] = "queued"
+
+
+class Waiting(Reply):
+    wait: int
+    seconds: float
+
+
+class Clearing(Reply):
+    session: str
+    status: Literal["queued"] = "queued"
+
+
+class Output(Reply):
+    output: str
+
+
+class What(Reply):
+    session: str
+    name: str
+    state: str
+    summary: str
+    source: Literal["summarizer", "fallback"]
+
+
+class Replayed(Reply):
+    replayed: int
+
+
+class Locked(Reply):
+    workspace: str
+    reason: str
+
+
+class Unlocked(Reply):
+    workspace: str
+    released: Literal[True] = True
+
+
+HookOutput = dict[str, Any]  # printed by the hook for Claude Code, as Claude Code defines it
