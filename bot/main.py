@@ -64,7 +64,7 @@ async def run(settings: Settings, redactor: RedactSecrets | None = None) -> int:
             redactor.secrets.append(engine.owner_token)
         await api.start()
         if settings.telegram_token:
-            from bot.telegram import TelegramFrontEnd
+            from bot.telegram.frontend import TelegramFrontEnd
 
             telegram = TelegramFrontEnd(engine, settings)
             await telegram.start()

@@ -7,8 +7,8 @@ from aiogram.filters import Command, CommandObject
 from aiogram.types import Message
 from aiogram.utils.i18n import gettext as _
 
-from bot.render import esc
-from bot.services import BotServices
+from bot.telegram.render import esc
+from bot.telegram.services import BotServices
 from core.errors import SmError
 from core.sessions import Session
 

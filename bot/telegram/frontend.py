@@ -11,14 +11,14 @@ from aiogram.client.telegram import TelegramAPIServer
 from aiogram.types import BotCommand
 from aiogram.utils.i18n import SimpleI18nMiddleware
 
-from bot.handlers import routers
-from bot.i18n import make_i18n
-from bot.middlewares import AllowList
-from bot.mirror import Mirror, topic_name
-from bot.outbox import Outbox
-from bot.ratelimit import RateLimiter
-from bot.services import BotServices
-from bot.topics import Topics
+from bot.telegram.handlers import routers
+from bot.telegram.i18n import make_i18n
+from bot.telegram.middlewares import AllowList
+from bot.telegram.mirror import Mirror, topic_name
+from bot.telegram.outbox import Outbox
+from bot.telegram.ratelimit import RateLimiter
+from bot.telegram.services import BotServices
+from bot.telegram.topics import Topics
 from core.config import Settings
 from core.engine import Engine
 

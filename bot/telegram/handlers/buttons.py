@@ -8,10 +8,10 @@ from aiogram import Router
 from aiogram.types import CallbackQuery
 from aiogram.utils.i18n import gettext as _
 
-from bot import actions
-from bot.keyboards import CONFIRM_FIRST, DialogKey, PermissionDecision, SessionAction, confirm_keyboard
-from bot.render import esc
-from bot.services import BotServices
+from bot.telegram import actions
+from bot.telegram.keyboards import CONFIRM_FIRST, DialogKey, PermissionDecision, SessionAction, confirm_keyboard
+from bot.telegram.render import esc
+from bot.telegram.services import BotServices
 from core.errors import SmError
 from core.lifecycle import Caller
 

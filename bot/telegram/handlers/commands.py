@@ -10,10 +10,10 @@ from aiogram.filters import Command, CommandObject, CommandStart
 from aiogram.types import Message
 from aiogram.utils.i18n import gettext as _
 
-from bot import actions
-from bot.keyboards import confirm_keyboard, list_keyboard
-from bot.render import esc
-from bot.services import BotServices
+from bot.telegram import actions
+from bot.telegram.keyboards import confirm_keyboard, list_keyboard
+from bot.telegram.render import esc
+from bot.telegram.services import BotServices
 from core.errors import SmError
 from core.lifecycle import Caller
 from core.sessions import Session

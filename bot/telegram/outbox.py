@@ -34,9 +34,9 @@ from aiogram.exceptions import (
 )
 from aiogram.types import BufferedInputFile, InlineKeyboardMarkup
 
-from bot.ratelimit import RateLimiter
-from bot.render import esc
-from bot.topics import Topics
+from bot.telegram.ratelimit import RateLimiter
+from bot.telegram.render import esc
+from bot.telegram.topics import Topics
 from core.store import Store
 
 log = logging.getLogger(__name__)

@@ -7,9 +7,9 @@ from typing import Any
 
 from aiogram.types import InlineKeyboardMarkup, Message
 
-from bot.mirror import Mirror
-from bot.outbox import Outbox
-from bot.topics import Topics
+from bot.telegram.mirror import Mirror
+from bot.telegram.outbox import Outbox
+from bot.telegram.topics import Topics
 from core.config import Settings
 from core.engine import Engine
 from core.errors import SmError

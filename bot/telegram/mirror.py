@@ -17,11 +17,11 @@ from typing import Any
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 
-from bot.keyboards import card_keyboard, options_keyboard, permission_keyboard
-from bot.outbox import Outbox
-from bot.render import STATE_ICONS, cut, esc
+from bot.telegram.keyboards import card_keyboard, options_keyboard, permission_keyboard
+from bot.telegram.outbox import Outbox
+from bot.telegram.render import STATE_ICONS, cut, esc
 from core.humanize import ago
-from bot.topics import Topics
+from bot.telegram.topics import Topics
 from core.engine import Engine
 from core.events import Event
 from core.sessions import Session

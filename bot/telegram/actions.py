@@ -6,8 +6,8 @@ import shlex
 
 from aiogram.utils.i18n import gettext as _
 
-from bot.mirror import card_text
-from bot.render import STATE_ICONS, cut, esc, pre
+from bot.telegram.mirror import card_text
+from bot.telegram.render import STATE_ICONS, cut, esc, pre
 from core.engine import Engine
 from core.sessions import Session
 
