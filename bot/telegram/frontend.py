@@ -6,23 +6,32 @@ import asyncio
 import logging
 
 from aiogram import Bot, Dispatcher
+from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
+from aiogram.enums import ParseMode
 from aiogram.types import BotCommand
 from aiogram.utils.i18n import SimpleI18nMiddleware
 
+from bot.telegram.background import Background
 from bot.telegram.handlers import routers
 from bot.telegram.i18n import make_i18n
 from bot.telegram.middlewares import AllowList
 from bot.telegram.mirror import Mirror, topic_name
 from bot.telegram.outbox import Outbox
+from bot.telegram.prompts import PermissionPrompts
 from bot.telegram.ratelimit import RateLimiter
 from bot.telegram.services import BotServices
+from bot.telegram.settings import TelegramSettings
 from bot.telegram.topics import Topics
-from core.config import Settings
 from core.engine import Engine
+from core.errors import SmError
+from core.store import package_migrations
 
 log = logging.getLogger(__name__)
+
+# The owner of this door's tables in the store (bot/telegram/migrations.sql).
+DOOR = "telegram"
 
 COMMANDS = {
     "new": "Start a session: /new [path] [prompt]",
@@ -34,31 +43,32 @@ COMMANDS = {
 }
 
 
+def make_bot(settings: TelegramSettings) -> Bot:
+    """Every text the bot sends is HTML (escaped by bot/telegram/render.py), without link previews."""
+    session = AiohttpSession(api=TelegramAPIServer.from_base(settings.api_url))
+    return Bot(settings.token, session=session,
+               default=DefaultBotProperties(parse_mode=ParseMode.HTML, link_preview_is_disabled=True))
+
+
 class TelegramFrontEnd:
-    def __init__(self, engine: Engine, settings: Settings) -> None:
+    def __init__(self, engine: Engine, settings: TelegramSettings) -> None:
         self.engine = engine
         self.settings = settings
-        session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_url))
-        self.bot = Bot(settings.telegram_token, session=session)
-        self.i18n = make_i18n(settings.telegram_locale)
-        self.topics = Topics(engine.store)
-        self.limiter = RateLimiter(settings.telegram_group_per_window, settings.telegram_rate_window)
-        self.outbox = Outbox(engine.store, self.bot, self.topics, self.limiter, self._topic_name)
-        chat_id = settings.telegram_chat_id or 0
-        self.mirror = Mirror(engine, self.outbox, self.topics, chat_id, self.i18n)
-        self.outbox.on_sent.append(self._remember)
-        allowed_chats = set(settings.telegram_allowed_chat_ids)
-        if settings.telegram_chat_id:
-            allowed_chats.add(settings.telegram_chat_id)
-        self.dp = Dispatcher(tg=BotServices(engine, self.outbox, self.topics, self.mirror, settings))
-        self.dp.update.outer_middleware(AllowList(allowed_chats, set(settings.telegram_allowed_user_ids)))
-        SimpleI18nMiddleware(self.i18n).setup(self.dp)
-        self.dp.include_routers(*routers())
+        # The owner, as the mirror and the outbox see the engine on their behalf.
+        self.caller = engine.caller_for_person("owner via telegram")
+        self.bot = make_bot(settings)
+        self.i18n = make_i18n(settings.locale)
+        self.limiter = RateLimiter(settings.group_per_window, settings.rate_window)
+        self.background = Background()
+        self.outbox: Outbox | None = None
+        self.mirror: Mirror | None = None
         self._polling: asyncio.Task[None] | None = None
 
-    def _topic_name(self, session_id: str) -> str:
-        session = self.engine.registry.get_live(session_id)
-        return topic_name(session) if session else session_id
+    async def _topic_name(self, session_id: str) -> str:
+        try:
+            return topic_name(await self.engine.session(self.caller, session_id))
+        except SmError:
+            return session_id
 
     async def _remember(self, item: object, message_id: int | None) -> None:
         """Mirrored messages map back to their session, so a reply to one is input to it."""
@@ -67,13 +77,30 @@ class TelegramFrontEnd:
             await self.topics.remember(getattr(item, "chat_id"), message_id, session_id)
 
     async def start(self) -> None:
-        if not self.settings.telegram_chat_id:
+        settings = self.settings
+        if not settings.chat_id:
             log.warning("SM_TELEGRAM_CHAT_ID is not set: commands work, but sessions are not mirrored")
-        if not self.settings.telegram_allowed_user_ids:
+        if not settings.allowed_user_ids:
             log.warning("the Telegram allow-lists are empty: the bot answers no one "
                         "(set SM_TELEGRAM_ALLOWED_USER_IDS and SM_TELEGRAM_ALLOWED_CHAT_IDS)")
+        store = await self.engine.door_store(DOOR, package_migrations("bot.telegram"))
+        self.topics = Topics(store)
+        self.prompts = PermissionPrompts(store)
+        self.outbox = Outbox(store, self.bot, self.topics, self.limiter, self._topic_name)
+        self.outbox.on_sent.append(self._remember)
+        self.mirror = Mirror(self.engine, self.caller, self.outbox, self.topics, self.prompts,
+                             settings.chat_id or 0, self.i18n, self.background)
+        allowed_chats = set(settings.allowed_chat_ids)
+        if settings.chat_id:
+            allowed_chats.add(settings.chat_id)
+        self.dp = Dispatcher(tg=BotServices(self.engine, self.outbox, self.topics, self.mirror,
+                                            self.prompts, self.background, settings))
+        self.dp.update.outer_middleware(AllowList(allowed_chats, set(settings.allowed_user_ids),
+                                                  self.engine.caller_for_person))
+        SimpleI18nMiddleware(self.i18n).setup(self.dp)
+        self.dp.include_routers(*routers())
         await self.outbox.start()
-        if self.settings.telegram_chat_id:
+        if settings.chat_id:
             await self.mirror.start()
         self._polling = asyncio.get_running_loop().create_task(self._poll(), name="telegram-polling")
 
@@ -93,6 +120,9 @@ class TelegramFrontEnd:
                 pass
             self._polling.cancel()
             await asyncio.gather(self._polling, return_exceptions=True)
-        await self.mirror.stop()
-        await self.outbox.stop()
+        await self.background.stop()
+        if self.mirror:
+            await self.mirror.stop()
+        if self.outbox:
+            await self.outbox.stop()
         await self.bot.session.close()
