@@ -19,6 +19,7 @@ from pydantic import ValidationError
 import hooks
 from bot.api.server import ApiServer
 from bot.logs import RedactSecrets, setup_logging
+from bot.telegram.settings import TelegramSettings, load_telegram_settings
 from core.config import Settings, load_settings
 from core.engine import Engine
 from core.store import StoreError
@@ -48,7 +49,8 @@ sm is running headless: no Telegram token is set (SM_TELEGRAM_TOKEN).
 """
 
 
-async def run(settings: Settings, redactor: RedactSecrets | None = None) -> int:
+async def run(settings: Settings, redactor: RedactSecrets | None = None,
+              telegram_settings: TelegramSettings | None = None) -> int:
     if _already_running(settings):
         print(f"sm-bot is already running (socket {settings.socket_path})", file=sys.stderr)
         return 1
@@ -65,12 +67,12 @@ async def run(settings: Settings, redactor: RedactSecrets | None = None) -> int:
         if redactor is not None:
             redactor.secrets.append(engine.owner_token)
         await api.start()
-        if settings.telegram_token:
-            from bot.telegram import TelegramFrontEnd
+        if telegram_settings and telegram_settings.token:
+            from bot.telegram.frontend import TelegramFrontEnd
 
-            telegram = TelegramFrontEnd(engine, settings)
+            telegram = TelegramFrontEnd(engine, telegram_settings)
             await telegram.start()
-            log.info("Telegram bot running (chat %s)", settings.telegram_chat_id)
+            log.info("Telegram bot running (chat %s)", telegram_settings.chat_id)
         else:
             print(HEADLESS_BANNER.format(socket=settings.socket_path, state_dir=settings.state_dir),
                   file=sys.stderr, flush=True)
@@ -97,6 +99,7 @@ def _describe(exc: ValidationError) -> str:
 def main() -> None:
     try:
         settings = load_settings()
+        telegram_settings = load_telegram_settings()
     except ValidationError as exc:
         print(f"sm-bot: bad configuration: {_describe(exc)}", file=sys.stderr)
         sys.exit(1)
@@ -104,8 +107,8 @@ def main() -> None:
         print(f"sm-bot: bad configuration: {exc}", file=sys.stderr)
         sys.exit(1)
     try:
-        redactor = setup_logging(settings.log_level, settings.state_dir, [settings.telegram_token])
-        sys.exit(asyncio.run(run(settings, redactor)))
+        redactor = setup_logging(settings.log_level, settings.state_dir, [telegram_settings.token])
+        sys.exit(asyncio.run(run(settings, redactor, telegram_settings)))
     except StoreError as exc:
         print(f"sm-bot: {exc}", file=sys.stderr)
         sys.exit(1)

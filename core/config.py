@@ -17,24 +17,26 @@ Sources, highest priority first:
    Sections are flattened to the same names the environment uses:
    `server.port` is `server_port` (`SM_SERVER_PORT`), `paths.state_dir` is
    `state_dir`, `providers.claude.command` is `claude_command`.
+
+The engine's settings are `Settings`; a door with settings of its own reads
+them through the same sources (`SmSettings`): the Telegram door's are
+`telegram.token` (`SM_TELEGRAM_TOKEN`) and the rest of that section, in
+bot/telegram/settings.py.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from pydantic import Field, field_validator
+from pydantic import field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
-    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
-from typing_extensions import Annotated
 
 from core import paths
 
@@ -89,24 +91,26 @@ class YamlConfigSource(PydanticBaseSettingsSource):
         if not isinstance(doc, dict):
             raise ValueError(f"config file {path} must hold a mapping of sections")
         known = set(self.settings_cls.model_fields)
-        return {k: v for k, v in _flatten_yaml(doc).items() if k in known}
+        section = getattr(self.settings_cls, "yaml_section", None)
+        if section is None:
+            found = _flatten_yaml(doc)
+        else:
+            body = doc.get(section) or {}
+            if not isinstance(body, dict):
+                raise ValueError(f"config file {path}: the {section} section must be a mapping")
+            found = body
+        return {k: v for k, v in found.items() if k in known}
 
 
-def _id_list(value: Any) -> Any:
-    """Accept a JSON list, a comma-separated string, a single id or a list."""
-    if value is None or value == "":
-        return []
-    if isinstance(value, (int, float)):
-        return [int(value)]
-    if isinstance(value, str):
-        text = value.strip()
-        if text.startswith("["):
-            return json.loads(text)
-        return [int(part) for part in text.split(",") if part.strip()]
-    return value
+class SmSettings(BaseSettings):
+    """What every settings object of sm shares: one way to load configuration.
 
+    The environment (`SM_...`), then `.env`, then config.yaml. The engine's
+    `Settings` reads the whole YAML file, sections flattened; a door's own
+    settings (e.g. bot/telegram/settings.py) name their section in
+    `yaml_section` and their own `env_prefix` (`SM_TELEGRAM_`).
+    """
 
-class Settings(BaseSettings):
     # An empty variable means "not set", as it does for the CLI (core/paths.py):
     # `SM_STATE_DIR=` must not put the database in the working directory, and
     # the empty lines of .env.example must load.
@@ -114,6 +118,28 @@ class Settings(BaseSettings):
         env_prefix="SM_", env_file=".env", env_file_encoding="utf-8", extra="ignore",
         env_ignore_empty=True,
     )
+    # The config.yaml section read, its keys as field names; None: every section, flattened.
+    yaml_section: ClassVar[str | None] = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, dotenv_settings, YamlConfigSource(settings_cls))
+
+    @classmethod
+    def env_name(cls, field: str) -> str:
+        """The variable that sets `field`, as a person writes it."""
+        return f"{cls.model_config.get('env_prefix', '')}{field}".upper()
+
+
+class Settings(SmSettings):
+    """The engine's settings (and the API's). Telegram's are in bot/telegram/settings.py."""
 
     # Where the database, API socket, owner token, spool and logs live.
     state_dir: Path = Path(paths.DEFAULT_STATE_DIR)
@@ -146,29 +172,8 @@ class Settings(BaseSettings):
     # `sm what`: command given the context on stdin; its stdout is the summary.
     summarizer_command: str = "claude -p --model haiku"
     summarizer_timeout: float = 20.0
-    # Telegram (the bot runs headless when the token is empty).
-    telegram_token: str = Field(default="", repr=False)
-    telegram_chat_id: int | None = None
-    telegram_api_url: str = "https://api.telegram.org"
-    telegram_allowed_chat_ids: Annotated[list[int], NoDecode] = []
-    telegram_allowed_user_ids: Annotated[list[int], NoDecode] = []
-    # /new may only start agents in directories under these roots (default: your home).
-    telegram_allowed_roots: Annotated[list[Path], NoDecode] = Field(
-        default=[Path("~")], validate_default=True)  # so the default "~" is expanded too
-    # Provider that /new starts.
-    telegram_default_provider: str = "claude"
-    # Language of mirrored text (a person's own replies follow their Telegram language).
-    telegram_locale: str = "en"
-    # Telegram's group limit: this many sends per window (seconds), all topics together.
-    telegram_group_per_window: int = 20
-    telegram_rate_window: float = 60.0
     # Logging level for sm-bot.
     log_level: str = "INFO"
-
-    @field_validator("telegram_allowed_chat_ids", "telegram_allowed_user_ids", mode="before")
-    @classmethod
-    def _parse_ids(cls, value: Any) -> Any:
-        return _id_list(value)
 
     @field_validator("log_level", mode="after")
     @classmethod
@@ -193,34 +198,10 @@ class Settings(BaseSettings):
             raise ValueError("must be between 1 and 3500 seconds (the PermissionRequest hook's timeout is 3600 s)")
         return value
 
-    @field_validator("telegram_allowed_roots", mode="before")
-    @classmethod
-    def _parse_roots(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            text = value.strip()
-            return json.loads(text) if text.startswith("[") else [p for p in text.split(os.pathsep) if p]
-        return value
-
-    @field_validator("telegram_allowed_roots", mode="after")
-    @classmethod
-    def _expand_roots(cls, value: list[Path]) -> list[Path]:
-        return [p.expanduser().resolve() for p in value]
-
     @field_validator("state_dir", mode="after")
     @classmethod
     def _expand(cls, value: Path) -> Path:
         return value.expanduser()
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, dotenv_settings, YamlConfigSource(settings_cls))
 
     @property
     def db_path(self) -> Path:

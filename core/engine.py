@@ -135,15 +135,6 @@ class Engine:
         await self._store.close()
 
     @property
-    def store(self) -> Store:
-        """The database, for a door's own tables (the bot's topics and outbox).
-
-        The engine's own tables (sessions, messages, locks, waits) are reached
-        only through the methods below.
-        """
-        return self._store
-
-    @property
     def owner_token(self) -> str:
         """The owner's API token, e.g. for a door's log redaction; empty before start()."""
         return self._owner_token
@@ -264,8 +255,6 @@ class Engine:
 
     async def press_keys(self, caller: Caller, ref: str, keys: str, origin: str | None = None) -> Message:
         """Answer a dialog on the agent's screen with its own keys (e.g. the option's digit)."""
-        if isinstance(caller, str):  # deprecated form (ref, keys, label): see the block at the end
-            caller, ref, keys = self.caller_for_person(keys), caller, ref
         if not keys or not all(k.isdigit() or k in ("Enter", "Escape", "Up", "Down", "Tab") for k in keys.split()):
             raise Invalid("keys must be option digits or Enter/Escape/Up/Down/Tab")
         target = await self.session(caller, ref)
@@ -312,8 +301,6 @@ class Engine:
 
     async def output(self, caller: Caller, ref: str, lines: int = 40, transcript: bool = False) -> str:
         """The tail of a session's screen, or its last assistant messages (`transcript`)."""
-        if isinstance(caller, str):  # deprecated form (ref, lines): see the block at the end
-            caller, ref, lines = Caller(None), caller, ref if isinstance(ref, int) else lines  # type: ignore[assignment]
         target = await self.session(caller, ref)
         if transcript:
             messages = last_assistant_messages(target.transcript_path, max(1, min(lines, 20)))
@@ -328,10 +315,8 @@ class Engine:
             out.pop()
         return "\n".join(out[-lines:])
 
-    async def what(self, caller: Caller, ref: str = "") -> dict[str, Any]:
+    async def what(self, caller: Caller, ref: str) -> dict[str, Any]:
         """A short summary of what a session is doing: by the summarizer, else from its state."""
-        if isinstance(caller, str):  # deprecated form (ref): see the block at the end
-            caller, ref = Caller(None), caller
         target = await self.session(caller, ref)
         last = last_assistant_messages(target.transcript_path, 3)
         screen = ""
@@ -350,10 +335,8 @@ class Engine:
         return {"session": target.id, "name": target.name, "state": target.state,
                 "summary": summary or fallback, "source": "summarizer" if summary else "fallback"}
 
-    async def dialog_options(self, caller: Caller, ref: str = "") -> list[tuple[str, str]]:
+    async def dialog_options(self, caller: Caller, ref: str) -> list[tuple[str, str]]:
         """The numbered options of the dialog on a session's screen, if any."""
-        if isinstance(caller, str):  # deprecated form (ref): see the block at the end
-            caller, ref = Caller(None), caller
         target = await self.session(caller, ref)
         if not target.live or not target.pane_id:
             return []
@@ -452,45 +435,13 @@ class Engine:
         if event in HOOK_EVENTS:
             await self._apply_hook(session, parse_hook(event, payload))
 
-    # -- deprecated ------------------------------------------------------------------
-    # The Telegram door's calls from before this facade. It is being moved to
-    # bot/telegram/ and converted to the methods above; until that is merged,
-    # these keep it working (as do the ref-first forms of press_keys, output,
-    # what and dialog_options). Delete them, and those forms, with that merge.
-    # tests/test_boundaries.py fails while any door still uses one.
+    # -- a door's own tables ----------------------------------------------------------
 
-    DEPRECATED = frozenset({"resolve", "send_as_owner", "registry", "queue", "tmux", "bus", "permissions"})
+    async def door_store(self, door: str, migrations: list[tuple[int, str]]) -> Store:
+        """The store, with `door`'s own tables migrated to their latest version.
 
-    async def resolve(self, ref: str) -> Session:
-        """Deprecated: `session(caller, ref)`."""
-        return await self._registry.resolve(ref)
-
-    async def send_as_owner(self, ref: str, text: str, mode: str, label: str,
-                            origin: str | None = None) -> Message:
-        """Deprecated: `send(caller_for_person(label), ref, text, mode, origin)`."""
-        return await self.send(self.caller_for_person(label), ref, text, mode, origin)
-
-    @property
-    def registry(self) -> SessionRegistry:
-        """Deprecated: `sessions(caller)`, `session(caller, ref)`."""
-        return self._registry
-
-    @property
-    def queue(self) -> MessageQueue:
-        """Deprecated: `queue_counts(caller)`."""
-        return self._queue
-
-    @property
-    def tmux(self) -> Tmux:
-        """Deprecated: `attach_command(caller, ref)`."""
-        return self._tmux
-
-    @property
-    def bus(self) -> EventBus:
-        """Deprecated: `subscribe(caller)`."""
-        return self._bus
-
-    @property
-    def permissions(self) -> Permissions:
-        """Deprecated: `decide_permission(caller, request_id, decision, by)`."""
-        return self._permissions
+        A door (the Telegram bot) keeps its tables beside the engine's under its
+        own name in the store's per-owner migrations; it reads and writes only those.
+        """
+        await self._store.migrate(door, migrations)
+        return self._store

@@ -1,6 +1,8 @@
--- sm's database schema, one migration per section, applied in order.
--- `PRAGMA user_version` records the last applied migration. Never edit a
--- migration that has shipped; add the next one below it.
+-- The engine's database schema, one migration per section, applied in order.
+-- The `schema_versions` row of owner 'core' (and, for older sm, `PRAGMA
+-- user_version`) records the last applied migration. Never edit a migration
+-- that has shipped; add the next one below it. A door's own tables have a
+-- migrations file of their own (bot/telegram/migrations.sql).
 
 -- migration 1: sessions, the message queue and waits
 
@@ -59,44 +61,11 @@ CREATE TABLE waits (
 );
 CREATE INDEX waits_pending ON waits(target_id) WHERE fired_at IS NULL;
 
--- migration 2: Telegram topics and the outbox
+-- migration 2: (moved) Telegram topics and the outbox
 
--- The forum topic that mirrors each session (one per session and chat).
-CREATE TABLE topics (
-    session_id       TEXT PRIMARY KEY REFERENCES sessions(id),
-    chat_id          INTEGER NOT NULL,
-    thread_id        INTEGER,                    -- NULL until Telegram created it
-    name             TEXT NOT NULL,
-    card_message_id  INTEGER,                    -- the pinned status card
-    closed           INTEGER NOT NULL DEFAULT 0
-);
-
--- Everything sm sends to Telegram, durable and in order per chat. The sender
--- coalesces consecutive texts for one topic, honours rate limits and 429s,
--- and never drops an item: after an outage everything goes out in order.
-CREATE TABLE outbox (
-    id          INTEGER PRIMARY KEY AUTOINCREMENT,
-    chat_id     INTEGER NOT NULL,
-    session_id  TEXT,                            -- the topic it goes to (NULL: the chat itself)
-    kind        TEXT NOT NULL,                   -- text | document | card | topic | ack
-    coalesce    TEXT,                            -- items with the same key replace older pending ones
-    payload     TEXT NOT NULL,                   -- JSON
-    status      TEXT NOT NULL DEFAULT 'pending', -- pending | sent | failed
-    attempts    INTEGER NOT NULL DEFAULT 0,
-    error       TEXT,
-    created_at  REAL NOT NULL,
-    sent_at     REAL,
-    message_id  INTEGER                          -- what Telegram called the message, once sent
-);
-CREATE INDEX outbox_pending ON outbox(chat_id, status, id);
-
--- Which Telegram message mirrors which session, so a reply to it is input to that session.
-CREATE TABLE mirrored (
-    chat_id     INTEGER NOT NULL,
-    message_id  INTEGER NOT NULL,
-    session_id  TEXT NOT NULL,
-    PRIMARY KEY (chat_id, message_id)
-);
+-- These tables belong to the Telegram door now: bot/telegram/migrations.sql
+-- makes them, or adopts them in a database made before they moved. The
+-- number stays so that every database keeps one meaning for version 3.
 
 -- migration 3: workspace locks
 

@@ -10,7 +10,19 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from typing import Any, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, AsyncIterator, Callable
+
+from aiogram import Bot
+from aiogram.client.default import DefaultBotProperties
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+
+from bot.telegram.outbox import Outbox
+from bot.telegram.ratelimit import RateLimiter
+from bot.telegram.topics import Topics
+from core.store import Store, package_migrations
 
 from fake_telegram import FakeTelegram
 
@@ -99,3 +111,91 @@ class ThreadedTelegram:
         asyncio.run_coroutine_threadsafe(self.fake.stop(), self.loop).result(10)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(5)
+
+
+# -- the outbox in-process, on virtual time ------------------------------------------------
+
+class QuickCloseSession(AiohttpSession):
+    """aiogram's close() sleeps 250 ms for TLS shutdown; nothing to wait for on loopback."""
+
+    async def close(self) -> None:
+        if self._session is not None and not self._session.closed:
+            await self._session.close()
+
+
+SID = "a1b2c3"
+
+
+class VirtualTime:
+    """A clock that passes only when slept on: `sleep(n)` moves it on by n at once."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += max(0.0, seconds)
+        await asyncio.sleep(0)  # let others run, as a real sleep would
+
+
+async def until(condition: Callable[[], Any], timeout: float = 10.0, message: str = "condition") -> Any:
+    """Wait (on the wall clock, with a deadline) for `condition`; for tests on the event loop."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = condition()
+        if result:
+            return result
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+
+
+class OutboxRig:
+    """An Outbox in this process: a real store, the real aiogram client, the fake Bot API, virtual time."""
+
+    CHAT = -1001234
+
+    def __init__(self, fake: FakeTelegram, store: Store, clock: VirtualTime) -> None:
+        self.fake = fake
+        self.store = store
+        self.clock = clock
+        self.bot = Bot(fake.token, session=QuickCloseSession(api=TelegramAPIServer.from_base(fake.url)),
+                       default=DefaultBotProperties(parse_mode="HTML"))
+        self.topics = Topics(store)
+        self.limiter = RateLimiter(clock=clock, sleep=clock.sleep)
+        self.outbox = Outbox(store, self.bot, self.topics, self.limiter, self.topic_name,
+                             clock=clock, sleep=clock.sleep)
+
+    @staticmethod
+    async def topic_name(session_id: str) -> str:
+        return f"eng · {session_id}"
+
+    def texts(self, thread: int | None = None) -> list[str]:
+        return [m["text"] or "" for m in self.fake.messages(self.CHAT, thread)]
+
+    async def status(self, item_id: int) -> str:
+        return (await self.store.fetchone("SELECT status FROM outbox WHERE id = ?", (item_id,)))[0]
+
+
+@asynccontextmanager
+async def outbox_rig(tmp_path: Path) -> AsyncIterator[OutboxRig]:
+    """A started outbox for session SID ("eng") in a forum group; stopped and closed after."""
+    clock = VirtualTime()
+    store = await Store.open(tmp_path / "sm.db")
+    await store.migrate("telegram", package_migrations("bot.telegram"))
+    await store.execute(
+        "INSERT INTO sessions (id, name, provider, workdir, tmux_session, token_hash, state, state_since,"
+        " created_at, last_activity) VALUES (?, 'eng', 'claude', '/', 'sm-x', 'h', 'idle', 0, 0, 0)", (SID,))
+    async with FakeTelegram(clock=clock) as fake:
+        fake.add_forum_group(OutboxRig.CHAT, "swarm")
+        rig = OutboxRig(fake, store, clock)
+        await rig.outbox.start()
+        try:
+            yield rig
+        finally:
+            await rig.outbox.stop()
+            await rig.bot.session.close()
+            await store.close()

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.telegram.settings import TelegramSettings, load_telegram_settings
 from conftest import ROOT
 from core.config import Settings, load_settings
 
@@ -79,35 +80,35 @@ def test_state_dir_tilde_is_expanded(monkeypatch) -> None:
 @pytest.mark.parametrize("value", ["1,2", "[1, 2]", " 1 , 2 ", "1,2,"])
 def test_allowed_chat_ids_accept_comma_list_and_json_list(monkeypatch, value: str) -> None:
     monkeypatch.setenv("SM_TELEGRAM_ALLOWED_CHAT_IDS", value)
-    assert load_settings().telegram_allowed_chat_ids == [1, 2]
+    assert load_telegram_settings().allowed_chat_ids == [1, 2]
 
 
 @pytest.mark.parametrize("value", ["-1001234,55", "[-1001234, 55]"])
 def test_allowed_user_ids_accept_comma_list_and_json_list(monkeypatch, value: str) -> None:
     monkeypatch.setenv("SM_TELEGRAM_ALLOWED_USER_IDS", value)
-    assert load_settings().telegram_allowed_user_ids == [-1001234, 55]
+    assert load_telegram_settings().allowed_user_ids == [-1001234, 55]
 
 
 def test_a_single_allowed_id_is_a_list_of_one(monkeypatch) -> None:
     monkeypatch.setenv("SM_TELEGRAM_ALLOWED_CHAT_IDS", "-100777")
-    assert load_settings().telegram_allowed_chat_ids == [-100777]
+    assert load_telegram_settings().allowed_chat_ids == [-100777]
 
 
 def test_empty_allow_lists_are_empty_lists_so_everyone_is_denied(monkeypatch) -> None:
-    settings = load_settings()
-    assert settings.telegram_allowed_chat_ids == []
-    assert settings.telegram_allowed_user_ids == []
+    settings = load_telegram_settings()
+    assert settings.allowed_chat_ids == []
+    assert settings.allowed_user_ids == []
     monkeypatch.setenv("SM_TELEGRAM_ALLOWED_CHAT_IDS", "")
     monkeypatch.setenv("SM_TELEGRAM_ALLOWED_USER_IDS", "[]")
-    settings = load_settings()
-    assert settings.telegram_allowed_chat_ids == []
-    assert settings.telegram_allowed_user_ids == []
+    settings = load_telegram_settings()
+    assert settings.allowed_chat_ids == []
+    assert settings.allowed_user_ids == []
 
 
-def test_allow_list_that_is_not_numbers_is_refused(monkeypatch) -> None:
+def test_allow_list_that_is_not_numbers_is_refused_naming_the_variable(monkeypatch) -> None:
     monkeypatch.setenv("SM_TELEGRAM_ALLOWED_CHAT_IDS", "alice,bob")
-    with pytest.raises(ValueError):
-        load_settings()
+    with pytest.raises(ValueError, match="SM_TELEGRAM_ALLOWED_CHAT_IDS"):
+        load_telegram_settings()
 
 
 def test_empty_variable_means_unset_like_the_cli_reads_it(monkeypatch) -> None:
@@ -118,7 +119,7 @@ def test_empty_variable_means_unset_like_the_cli_reads_it(monkeypatch) -> None:
     monkeypatch.setenv("SM_SERVER_TCP", "")
     settings = load_settings()
     assert settings.state_dir == Path(os.environ["HOME"]) / ".local" / "state" / "sm"
-    assert settings.telegram_chat_id is None
+    assert load_telegram_settings().chat_id is None
     assert settings.server_tcp is False
 
 
@@ -132,9 +133,10 @@ def test_yaml_sections_map_onto_the_flat_settings(monkeypatch, tmp_path) -> None
     assert settings.tmux_socket == "yaml-socket"
     assert settings.monitor_idle_timeout == 42
     assert settings.monitor_poll_interval == 0.25
-    assert settings.telegram_token == TOKEN
-    assert settings.telegram_allowed_chat_ids == [-1001, -1002]
-    assert settings.telegram_allowed_user_ids == [7]
+    telegram = load_telegram_settings()
+    assert telegram.token == TOKEN
+    assert telegram.allowed_chat_ids == [-1001, -1002]
+    assert telegram.allowed_user_ids == [7]
     assert settings.claude_command == "/opt/bin/claude --fast"
     assert settings.command_for("claude") == "/opt/bin/claude --fast"
     assert settings.shell_command == "zsh -i"
@@ -143,7 +145,7 @@ def test_yaml_sections_map_onto_the_flat_settings(monkeypatch, tmp_path) -> None
 
 def test_yaml_allow_list_may_be_a_comma_string(monkeypatch, tmp_path) -> None:
     write_yaml(tmp_path, monkeypatch, 'telegram:\n  allowed_chat_ids: "5, 6"\n')
-    assert load_settings().telegram_allowed_chat_ids == [5, 6]
+    assert load_telegram_settings().allowed_chat_ids == [5, 6]
 
 
 def test_unknown_yaml_keys_are_ignored(monkeypatch, tmp_path) -> None:
@@ -159,7 +161,7 @@ def test_environment_overrides_yaml(monkeypatch, tmp_path) -> None:
     settings = load_settings()
     assert settings.server_port == 7000
     assert settings.claude_command == "claude-from-env"
-    assert settings.telegram_allowed_chat_ids == [3]
+    assert load_telegram_settings().allowed_chat_ids == [3]
     assert settings.server_host == "0.0.0.0"  # still from YAML
 
 
@@ -191,24 +193,44 @@ def test_default_config_yaml_in_home_is_read_when_sm_config_is_unset() -> None:
 
 def test_telegram_token_never_appears_in_repr(monkeypatch, tmp_path) -> None:
     monkeypatch.setenv("SM_TELEGRAM_TOKEN", TOKEN)
-    settings = load_settings()
-    assert settings.telegram_token == TOKEN
+    settings = load_telegram_settings()
+    assert settings.token == TOKEN
     assert TOKEN not in repr(settings)
     assert TOKEN not in str(settings)
     monkeypatch.delenv("SM_TELEGRAM_TOKEN")
     write_yaml(tmp_path, monkeypatch, FULL_YAML)
+    assert TOKEN not in repr(load_telegram_settings())
     assert TOKEN not in repr(load_settings())
+
+
+def test_telegram_settings_are_not_the_engines() -> None:
+    assert not [name for name in Settings.model_fields if name.startswith("telegram")]
+
+
+def test_dotenv_sets_telegram_settings_too(clean_env) -> None:
+    (clean_env / ".env").write_text(f"SM_TELEGRAM_TOKEN={TOKEN}\nSM_TELEGRAM_CHAT_ID=-1005\n")
+    settings = load_telegram_settings()
+    assert settings.token == TOKEN
+    assert settings.chat_id == -1005
+
+
+def test_a_telegram_section_that_is_not_a_mapping_is_an_error(monkeypatch, tmp_path) -> None:
+    write_yaml(tmp_path, monkeypatch, "telegram: yes\n")
+    with pytest.raises(ValueError, match="telegram section"):
+        load_telegram_settings()
 
 
 # -- .env.example -----------------------------------------------------------------
 
 EXAMPLE = ROOT / ".env.example"
+# Every variable sm reads, the engine's and the Telegram door's.
+VARIABLES = {Settings.env_name(n) for n in Settings.model_fields} | {
+    TelegramSettings.env_name(n) for n in TelegramSettings.model_fields}
 
 
 def test_env_example_mentions_every_setting() -> None:
     text = EXAMPLE.read_text()
-    missing = [name for name in Settings.model_fields
-               if not re.search(rf"^SM_{name.upper()}=", text, re.MULTILINE)]
+    missing = [name for name in sorted(VARIABLES) if not re.search(rf"^{name}=", text, re.MULTILINE)]
     assert missing == [], f".env.example lacks {missing}"
 
 
@@ -220,14 +242,15 @@ def test_env_example_says_what_each_setting_is_for() -> None:
 
 
 def test_env_example_names_no_setting_that_does_not_exist() -> None:
-    names = re.findall(r"^SM_([A-Z0-9_]+)=", EXAMPLE.read_text(), re.MULTILINE)
-    unknown = [n for n in names if n.lower() not in Settings.model_fields]
+    names = re.findall(r"^(SM_[A-Z0-9_]+)=", EXAMPLE.read_text(), re.MULTILINE)
+    unknown = [n for n in names if n not in VARIABLES]
     assert unknown == []
 
 
 def test_env_example_copied_to_dotenv_loads_with_the_defaults(clean_env) -> None:
     shutil.copy(EXAMPLE, clean_env / ".env")
     assert load_settings().model_dump() == Settings(_env_file=None).model_dump()
+    assert load_telegram_settings().model_dump() == TelegramSettings(_env_file=None).model_dump()
     assert "SM_TELEGRAM_TOKEN=\n" in EXAMPLE.read_text()  # no token ships in the example
 
 
@@ -255,12 +278,12 @@ def test_log_level_is_checked_and_any_case_is_accepted(monkeypatch) -> None:
 def test_default_allowed_root_is_the_home_directory_expanded() -> None:
     # /new compares resolved directories against the roots: a literal "~" would match nothing.
     home = Path(os.environ["HOME"]).resolve()
-    assert load_settings().telegram_allowed_roots == [home]
+    assert load_telegram_settings().allowed_roots == [home]
 
 
 def test_allowed_roots_accept_a_path_list_or_json(monkeypatch, tmp_path) -> None:
     monkeypatch.setenv("SM_TELEGRAM_ALLOWED_ROOTS", f"~/src{os.pathsep}{tmp_path}")
     home = Path(os.environ["HOME"]).resolve()
-    assert load_settings().telegram_allowed_roots == [home / "src", tmp_path.resolve()]
+    assert load_telegram_settings().allowed_roots == [home / "src", tmp_path.resolve()]
     monkeypatch.setenv("SM_TELEGRAM_ALLOWED_ROOTS", f'["{tmp_path}"]')
-    assert load_settings().telegram_allowed_roots == [tmp_path.resolve()]
+    assert load_telegram_settings().allowed_roots == [tmp_path.resolve()]

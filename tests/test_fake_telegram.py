@@ -10,7 +10,6 @@ from typing import Any, AsyncIterator
 import aiohttp
 import pytest
 from aiogram import Bot, Dispatcher, F, Router
-from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.exceptions import (
     ClientDecodeError,
@@ -32,18 +31,11 @@ from aiogram.types import (
 )
 
 from fake_telegram import GENERAL, NOT_MODIFIED, FakeTelegram
+from telegram_harness import QuickCloseSession
 
 GROUP = -100123
 ANN = FakeTelegram.user(42, "Ann", username="ann")
 STRANGER = FakeTelegram.user(666, "Mallory")
-
-
-class QuickCloseSession(AiohttpSession):
-    """aiogram's close() sleeps 250 ms for TLS shutdown; nothing to wait for on loopback."""
-
-    async def close(self) -> None:
-        if self._session is not None and not self._session.closed:
-            await self._session.close()
 
 
 def make_bot(fake: FakeTelegram, token: str | None = None) -> Bot:

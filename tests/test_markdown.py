@@ -6,7 +6,7 @@ import re
 from html.parser import HTMLParser
 from pathlib import Path
 
-from bot.markdown import head, to_html
+from bot.telegram.markdown import head, to_html
 
 ANSWERS = Path(__file__).parent / "answers"
 TELEGRAM_TAGS = {"b", "i", "u", "s", "code", "pre", "a", "blockquote"}

@@ -195,3 +195,44 @@ def test_a_stale_option_button_types_nothing(server_factory, telegram: ThreadedT
                                            if a["callback_query_id"] == query), None), message="the answer")
     assert "no dialog" in (answer.get("text") or "")
     assert "❯ 1" not in server.screen("eng")
+
+
+def test_a_tap_on_a_prompt_from_before_a_restart_answers_that_it_expired(
+        server_factory, telegram: ThreadedTelegram, tmp_path: Path) -> None:
+    server = make_server(server_factory, telegram, tmp_path)
+    session = server.spawn_agent("eng", "", dir=str(server.workdir))
+    hook = Hook(server, "eng", "PermissionRequest", BASH_REQUEST)
+    message_id, buttons = permission_message(telegram, telegram.topic_of(session))
+    server.stop()
+    assert hook.output() == ""  # the server went away: the hook fails open, the dialog stays
+    # The person taps while sm-bot is down; the new sm-bot gets the tap once it polls again.
+    query = telegram.press(message_id, buttons["Allow"])
+    server.start()
+    answer = telegram.wait(lambda t: next((a for a in t.do(lambda: list(t.fake.answered_callbacks))
+                                           if a["callback_query_id"] == query), None), message="the answer")
+    assert answer["show_alert"] and "expired" in answer["text"] and "restarted" in answer["text"]
+    telegram.wait(lambda t: "restarted" in text_of(t, message_id), message="the prompt closed")
+    msg = next(m for m in telegram.messages() if m["message_id"] == message_id)
+    assert not msg.get("reply_markup"), "the buttons are still there"
+    # A second tap on the same old prompt (a stale client) gets the same clear answer.
+    again = telegram.press(message_id, buttons["Deny"])
+    answer = telegram.wait(lambda t: next((a for a in t.do(lambda: list(t.fake.answered_callbacks))
+                                           if a["callback_query_id"] == again), None), message="the answer")
+    assert "expired" in answer["text"]
+    assert "Traceback" not in server.log.read_text()
+
+
+def test_a_tap_on_a_prompt_already_answered_says_how_it_ended(
+        server_factory, telegram: ThreadedTelegram, tmp_path: Path) -> None:
+    server = make_server(server_factory, telegram, tmp_path)
+    session = server.spawn_agent("eng", "", dir=str(server.workdir))
+    hook = Hook(server, "eng", "PermissionRequest", BASH_REQUEST)
+    message_id, buttons = permission_message(telegram, telegram.topic_of(session))
+    telegram.press(message_id, buttons["Deny"])
+    assert json.loads(hook.output())["hookSpecificOutput"]["decision"]["behavior"] == "deny"
+    telegram.wait(lambda t: "denied by owner" in text_of(t, message_id), message="the outcome")
+    server.restart()
+    query = telegram.press(message_id, buttons["Allow"])
+    answer = telegram.wait(lambda t: next((a for a in t.do(lambda: list(t.fake.answered_callbacks))
+                                           if a["callback_query_id"] == query), None), message="the answer")
+    assert "denied by owner" in answer["text"]

@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from bot.mirror import Mirror
+from bot.telegram.mirror import Mirror
 from core.events import EVENT_TYPES, MessageFailed, StateChanged
 from core.hookevents import HOOKS, SessionStart, Stop, StopFailure, UserPromptSubmit, parse_hook
 from core.errors import Invalid

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from bot.screenshot import BACKGROUND, render
+from bot.telegram.screenshot import BACKGROUND, render
 
 PANES = sorted((Path(__file__).parent / "panes").glob("*.txt"))
 

@@ -1,26 +1,49 @@
 """Inline keyboards and their callback data (aiogram CallbackData factories).
 
 Callback data stays far inside Telegram's 64 bytes: a short prefix, an action
-of a few letters and a 6-character session id (e.g. `s:kill:a1b2c3:1`).
+of a few letters and a 6-character session id (e.g. `s:kill:a1b2c3:1`). The
+enums' values are what buttons already posted carry, so they must not change.
 """
 
 from __future__ import annotations
+
+from enum import Enum
 
 from aiogram.filters.callback_data import CallbackData
 from aiogram.types import InlineKeyboardMarkup
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
-ACTIONS = ("status", "output", "what", "attach", "clear", "kill")
-CONFIRM_FIRST = frozenset({"clear", "kill"})
+
+class Action(str, Enum):
+    """A button on a session's status card."""
+
+    status = "status"
+    output = "output"
+    what = "what"
+    attach = "attach"
+    clear = "clear"
+    kill = "kill"
+
+
+class Decision(str, Enum):
+    """A button on a permission prompt; the engine's decision of the same name."""
+
+    allow = "allow"
+    always = "always"
+    deny = "deny"
+
+
+ACTIONS = tuple(Action)
+CONFIRM_FIRST = frozenset({Action.clear, Action.kill})
 
 
 class SessionAction(CallbackData, prefix="s"):
-    action: str
+    action: Action
     sid: str
     confirmed: bool = False
 
 
-def card_keyboard(session_id: str, labels: dict[str, str]) -> InlineKeyboardMarkup:
+def card_keyboard(session_id: str, labels: dict[Action, str]) -> InlineKeyboardMarkup:
     builder = InlineKeyboardBuilder()
     for action in ACTIONS:
         builder.button(text=labels[action], callback_data=SessionAction(action=action, sid=session_id))
@@ -28,10 +51,10 @@ def card_keyboard(session_id: str, labels: dict[str, str]) -> InlineKeyboardMark
     return builder.as_markup()
 
 
-def confirm_keyboard(action: str, session_id: str, yes: str, no: str) -> InlineKeyboardMarkup:
+def confirm_keyboard(action: Action, session_id: str, yes: str, no: str) -> InlineKeyboardMarkup:
     builder = InlineKeyboardBuilder()
     builder.button(text=yes, callback_data=SessionAction(action=action, sid=session_id, confirmed=True))
-    builder.button(text=no, callback_data=SessionAction(action="status", sid=session_id))
+    builder.button(text=no, callback_data=SessionAction(action=Action.status, sid=session_id))
     return builder.as_markup()
 
 
@@ -42,14 +65,14 @@ def list_keyboard(sessions: list[tuple[str, str]], link: dict[str, str]) -> Inli
         if session_id in link:
             builder.button(text=label, url=link[session_id])
         else:
-            builder.button(text=label, callback_data=SessionAction(action="status", sid=session_id))
+            builder.button(text=label, callback_data=SessionAction(action=Action.status, sid=session_id))
     builder.adjust(1)
     return builder.as_markup() if sessions else None
 
 
 class PermissionDecision(CallbackData, prefix="p"):
     rid: int
-    d: str  # allow | always | deny
+    d: Decision
 
 
 class DialogKey(CallbackData, prefix="k"):
@@ -57,9 +80,9 @@ class DialogKey(CallbackData, prefix="k"):
     key: str  # the option's digit
 
 
-def permission_keyboard(request_id: int, labels: dict[str, str]) -> InlineKeyboardMarkup:
+def permission_keyboard(request_id: int, labels: dict[Decision, str]) -> InlineKeyboardMarkup:
     builder = InlineKeyboardBuilder()
-    for decision in ("allow", "always", "deny"):
+    for decision in Decision:
         builder.button(text=labels[decision], callback_data=PermissionDecision(rid=request_id, d=decision))
     builder.adjust(3)
     return builder.as_markup()

@@ -7,16 +7,17 @@ from aiogram.filters import Command, CommandObject
 from aiogram.types import Message
 from aiogram.utils.i18n import gettext as _
 
-from bot.render import esc
-from bot.services import BotServices
+from bot.telegram.render import esc
+from bot.telegram.services import BotServices
 from core.errors import SmError
+from core.lifecycle import Caller
 from core.sessions import Session
 
 router = Router(name="topic_messages")
 
 
-async def session_for(message: Message, tg: BotServices) -> Session | None:
-    session = await tg.topic_session(message)
+async def session_for(message: Message, tg: BotServices, caller: Caller) -> Session | None:
+    session = await tg.topic_session(message, caller)
     if session is not None:
         return session
     reply = message.reply_to_message
@@ -26,20 +27,18 @@ async def session_for(message: Message, tg: BotServices) -> Session | None:
         session_id = await tg.topics.session_of_message(message.chat.id, reply.message_id)
         if session_id:
             try:
-                return await tg.engine.resolve(session_id)
+                return await tg.engine.session(caller, session_id)
             except SmError:
                 return None
     return None
 
 
-async def send(message: Message, tg: BotServices, text: str, mode: str) -> None:
-    session = await session_for(message, tg)
+async def send(message: Message, tg: BotServices, caller: Caller, text: str, mode: str) -> None:
+    session = await session_for(message, tg, caller)
     if session is None:
         return  # not addressed to a session: the General topic is for commands
-    who = message.from_user.username or message.from_user.first_name if message.from_user else "owner"
     try:
-        queued = await tg.engine.send_as_owner(session.id, text, mode, f"owner via telegram ({who})",
-                                               origin="telegram")
+        queued = await tg.engine.send(caller, session.id, text, mode, origin="telegram")
     except SmError as exc:
         await tg.reply(message, "⚠️ " + esc(str(exc)), reply_to=True)
         return
@@ -49,17 +48,17 @@ async def send(message: Message, tg: BotServices, text: str, mode: str) -> None:
 
 
 @router.message(Command("urgent"))
-async def urgent(message: Message, command: CommandObject, tg: BotServices) -> None:
+async def urgent(message: Message, command: CommandObject, tg: BotServices, caller: Caller) -> None:
     if command.args:
-        await send(message, tg, command.args, "urgent")
+        await send(message, tg, caller, command.args, "urgent")
 
 
 @router.message(F.text)
-async def text(message: Message, tg: BotServices) -> None:
+async def text(message: Message, tg: BotServices, caller: Caller) -> None:
     body = message.text or ""
     if body.startswith("/"):
         return  # an unknown command is not input
     if body.startswith("!") and len(body) > 1:
-        await send(message, tg, body[1:].lstrip(), "urgent")
+        await send(message, tg, caller, body[1:].lstrip(), "urgent")
     else:
-        await send(message, tg, body, "sequential")
+        await send(message, tg, caller, body, "sequential")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from aiogram.utils.i18n import I18n
 
-LOCALES = Path(__file__).resolve().parent.parent / "locales"
+LOCALES = Path(__file__).resolve().parents[2] / "locales"
 DOMAIN = "sm"
 
 

@@ -10,10 +10,10 @@ from aiogram.filters import Command, CommandObject, CommandStart
 from aiogram.types import Message
 from aiogram.utils.i18n import gettext as _
 
-from bot import actions
-from bot.keyboards import confirm_keyboard, list_keyboard
-from bot.render import esc
-from bot.services import BotServices
+from bot.telegram import actions
+from bot.telegram.keyboards import Action, confirm_keyboard, list_keyboard
+from bot.telegram.render import esc
+from bot.telegram.services import BotServices
 from core.errors import SmError
 from core.lifecycle import Caller
 from core.sessions import Session
@@ -21,16 +21,16 @@ from core.sessions import Session
 router = Router(name="commands")
 
 
-async def target(message: Message, command: CommandObject, tg: BotServices) -> Session | None:
+async def target(message: Message, command: CommandObject, tg: BotServices, caller: Caller) -> Session | None:
     """The session named in the command, or else the topic's session; replies if neither."""
     ref = (command.args or "").strip()
     try:
         if ref:
-            return await tg.engine.resolve(ref.split()[0])
+            return await tg.engine.session(caller, ref.split()[0])
     except SmError as exc:
         await tg.reply(message, "⚠️ " + esc(str(exc)))
         return None
-    session = await tg.topic_session(message)
+    session = await tg.topic_session(message, caller)
     if session is None:
         await tg.reply(message, _("Name a session (id or name), or use this command in its topic."))
     return session
@@ -50,9 +50,9 @@ async def help_(message: Message, tg: BotServices) -> None:
 
 
 @router.message(Command("new"))
-async def new(message: Message, command: CommandObject, tg: BotServices) -> None:
+async def new(message: Message, command: CommandObject, tg: BotServices, caller: Caller) -> None:
     args = (command.args or "").strip()
-    roots = tg.settings.telegram_allowed_roots
+    roots = tg.settings.allowed_roots
     workdir, prompt = roots[0], args
     first = args.split(maxsplit=1)[0] if args else ""
     if first.startswith(("/", "~", ".")):
@@ -63,7 +63,7 @@ async def new(message: Message, command: CommandObject, tg: BotServices) -> None
             return
         workdir, prompt = found, args[len(first):].strip()
     try:
-        session = await tg.engine.spawn(Caller(None), prompt, provider=tg.settings.telegram_default_provider,
+        session = await tg.engine.spawn(caller, prompt, provider=tg.settings.default_provider,
                                         workdir=str(workdir))
     except SmError as exc:
         await tg.reply(message, "⚠️ " + esc(str(exc)))
@@ -76,8 +76,8 @@ async def new(message: Message, command: CommandObject, tg: BotServices) -> None
 
 
 @router.message(Command("list"))
-async def list_(message: Message, tg: BotServices) -> None:
-    sessions = tg.engine.registry.live()
+async def list_(message: Message, tg: BotServices, caller: Caller) -> None:
+    sessions = tg.engine.sessions(caller)
     links = {}
     for s in sessions:
         topic = await tg.topics.get(s.id)
@@ -86,26 +86,26 @@ async def list_(message: Message, tg: BotServices) -> None:
             if link:
                 links[s.id] = link
     markup = list_keyboard([(s.id, f"{s.name} · {s.state}") for s in sessions], links)
-    await tg.reply(message, actions.list_html(tg.engine), markup)
+    await tg.reply(message, actions.list_html(sessions), markup)
 
 
 @router.message(Command("status"))
-async def status(message: Message, command: CommandObject, tg: BotServices) -> None:
-    session = await target(message, command, tg)
+async def status(message: Message, command: CommandObject, tg: BotServices, caller: Caller) -> None:
+    session = await target(message, command, tg, caller)
     if session:
-        await tg.reply(message, await actions.status_html(tg.engine, session))
+        await tg.reply(message, await actions.status_html(tg.engine, caller, session))
 
 
 @router.message(Command("kill"))
-async def kill(message: Message, command: CommandObject, tg: BotServices) -> None:
-    session = await target(message, command, tg)
+async def kill(message: Message, command: CommandObject, tg: BotServices, caller: Caller) -> None:
+    session = await target(message, command, tg, caller)
     if session:
         await tg.reply(message, _("Kill {name}?").format(name=f"<b>{esc(session.name)}</b>"),
-                       confirm_keyboard("kill", session.id, _("Yes, kill it"), _("No")))
+                       confirm_keyboard(Action.kill, session.id, _("Yes, kill it"), _("No")))
 
 
 @router.message(Command("open"))
-async def open_(message: Message, command: CommandObject, tg: BotServices) -> None:
-    session = await target(message, command, tg)
+async def open_(message: Message, command: CommandObject, tg: BotServices, caller: Caller) -> None:
+    session = await target(message, command, tg, caller)
     if session:
-        await tg.reply(message, actions.attach_html(tg.engine, session))
+        await tg.reply(message, await actions.attach_html(tg.engine, caller, session))

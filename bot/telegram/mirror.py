@@ -17,16 +17,20 @@ from typing import Any
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 
-from bot.keyboards import card_keyboard, options_keyboard, permission_keyboard
-from bot.outbox import Outbox
-from bot.render import STATE_ICONS, cut, esc
-from core.humanize import ago
-from bot.topics import Topics
+from bot.telegram.background import Background
+from bot.telegram.keyboards import Action, Decision, card_keyboard, options_keyboard, permission_keyboard
+from bot.telegram.outbox import Outbox
+from bot.telegram.prompts import RESTARTED, PermissionPrompts, Prompt, outcome_text
+from bot.telegram.render import STATE_ICONS, cut, esc
+from bot.telegram.topics import Topics
 from core.engine import Engine
+from core.errors import SmError
 from core.events import (
     Event, IdleReminder, MessageDelivered, MessageFailed, MessageQueued, PermissionNeeded, PermissionResolved,
     SessionDead, SessionErrored, SessionRenamed, SessionSpawned, StateChanged, TurnFinished,
 )
+from core.humanize import ago
+from core.lifecycle import Caller
 from core.state import ASKS, ReasonKind, State
 from core.sessions import Session
 
@@ -56,9 +60,9 @@ def topic_name(session: Session) -> str:
     return f"{session.name} · {session.id}"
 
 
-def button_labels() -> dict[str, str]:
-    return {"status": _("Status"), "output": _("Output"), "what": _("What"),
-            "attach": _("Attach"), "clear": _("Clear"), "kill": _("Kill")}
+def button_labels() -> dict[Action, str]:
+    return {Action.status: _("Status"), Action.output: _("Output"), Action.what: _("What"),
+            Action.attach: _("Attach"), Action.clear: _("Clear"), Action.kill: _("Kill")}
 
 
 def card_text(session: Session, queued: int = 0) -> str:
@@ -74,21 +78,26 @@ def card_text(session: Session, queued: int = 0) -> str:
 
 
 class Mirror:
-    def __init__(self, engine: Engine, outbox: Outbox, topics: Topics, chat_id: int, i18n: I18n) -> None:
+    def __init__(self, engine: Engine, caller: Caller, outbox: Outbox, topics: Topics,
+                 prompts: PermissionPrompts, chat_id: int, i18n: I18n, background: Background,
+                 dialog_delay: float = 1.5) -> None:
         self._engine = engine
+        self._caller = caller  # the owner, whom the mirror shows everything
         self._outbox = outbox
         self._topics = topics
+        self._prompts = prompts
         self.chat_id = chat_id
         self._i18n = i18n
+        self._background = background
+        self._dialog_delay = dialog_delay
         self._task: asyncio.Task[None] | None = None
         # Telegram inputs waiting for their "delivered" acknowledgement: message id -> ack item.
         self.acks: dict[int, int] = {}
-        # Permission requests shown with buttons: request id -> outbox item of the message.
-        self.permission_items: dict[int, int] = {}
 
     async def start(self) -> None:
-        subscription = self._engine.bus.subscribe()
+        subscription = self._engine.subscribe(self._caller)
         await self._adopt()
+        await self._expire_prompts_of_before()
         self._task = asyncio.get_running_loop().create_task(self._run(subscription), name="mirror")
 
     async def stop(self) -> None:
@@ -99,7 +108,7 @@ class Mirror:
     async def _adopt(self) -> None:
         """Every live session has an open topic; reopen the topics of adopted ones."""
         with self._i18n.context():
-            for session in self._engine.registry.live():
+            for session in self._engine.sessions(self._caller):
                 topic = await self._topics.get(session.id)
                 if topic is None:
                     await self._new_topic(session)
@@ -119,8 +128,8 @@ class Mirror:
         if not session_id:
             return None
         try:
-            return await self._engine.resolve(session_id)
-        except Exception:
+            return await self._engine.session(self._caller, session_id)
+        except SmError:
             return None
 
     async def text(self, session_id: str | None, html: str, full_text: str | None = None,
@@ -133,7 +142,7 @@ class Mirror:
         return item
 
     async def card(self, session: Session) -> None:
-        queued = (await self._engine.queue.counts()).get(session.id, 0)
+        queued = (await self._engine.queue_counts(self._caller)).get(session.id, 0)
         await self._outbox.put(
             self.chat_id, "card",
             {"html": card_text(session, queued),
@@ -227,40 +236,46 @@ class Mirror:
             await self.text(session.id, html)
 
     async def _resolved(self, session: Session, event: PermissionResolved) -> None:
-        item = self.permission_items.pop(event.request, None)
-        if item is None:
-            return
-        outcome = {"allowed": _("allowed by {by}"), "allowed always": _("allowed always by {by}"),
-                   "denied": _("denied by {by}"), "answered at the terminal": _("answered at the terminal"),
-                   "expired": _("expired: no answer came; the dialog waits at the terminal"),
-                   }.get(event.outcome, event.outcome).format(by=esc(event.by or ""))
-        await self._outbox.put(self.chat_id, "edit", {"item": item, "html": "✋ <b>" + esc(
-            str(event.tool)) + "</b>: " + outcome}, session.id)
+        prompt = await self._prompts.close(event.request, event.outcome, event.by)
+        if prompt is not None:
+            await self._prompt_ended(prompt, outcome_text(event.outcome, event.by))
 
     async def _permission(self, session: Session, event: PermissionNeeded) -> None:
         tool = esc(str(event.tool))
         detail, _cut = cut(describe_input(event.input), 800)
         body = f"\n<pre>{esc(detail)}</pre>" if detail else ""
         if event.kind == ReasonKind.PERMISSION and event.request is not None:
-            labels = {"allow": _("Allow"), "always": _("Allow always"), "deny": _("Deny")}
+            labels = {Decision.allow: _("Allow"), Decision.always: _("Allow always"), Decision.deny: _("Deny")}
             item = await self._outbox.put(self.chat_id, "text", {
                 "html": "✋ " + _("{tool} needs permission").format(tool=f"<b>{tool}</b>") + body,
                 "reply_markup": permission_keyboard(event.request, labels).model_dump(exclude_none=True),
             }, session.id)
-            self.permission_items[event.request] = item
+            await self._prompts.add(event.request, self.chat_id, session.id, item, event.tool)
             return
         options = event.options
         if not options:
             # The dialog is drawn a moment after its hook fires: read its options off
             # the screen a little later, without holding up the rest of the mirror.
-            asyncio.get_running_loop().create_task(self._dialog_later(session, event, body))
+            self._background.start(self._dialog_later(session, event, body), f"dialog options of {session.id}")
             return
         await self._post_dialog(session, event, body, options)
 
-    async def _dialog_later(self, session: Session, event: PermissionNeeded, body: str) -> None:
-        await asyncio.sleep(1.5)
+    async def _prompt_ended(self, prompt: Prompt, outcome: str) -> None:
+        """The prompt's message says how it ended, and loses its buttons."""
+        await self._outbox.put(prompt.chat_id, "edit", {
+            "item": prompt.item_id, "html": "✋ <b>" + esc(prompt.tool) + "</b>: " + outcome}, prompt.session_id)
+
+    async def _expire_prompts_of_before(self) -> None:
+        """Prompts left open by an earlier sm-bot: their hooks are gone, so they ended unanswered."""
         with self._i18n.context():
-            options = [list(o) for o in await self._engine.dialog_options(session.id)]
+            for prompt in await self._prompts.open():
+                if await self._prompts.close(prompt.request_id, RESTARTED, None):
+                    await self._prompt_ended(prompt, outcome_text(RESTARTED, None))
+
+    async def _dialog_later(self, session: Session, event: PermissionNeeded, body: str) -> None:
+        await asyncio.sleep(self._dialog_delay)
+        with self._i18n.context():
+            options = [list(o) for o in await self._engine.dialog_options(self._caller, session.id)]
             await self._post_dialog(session, event, body, options)
 
     async def _post_dialog(self, session: Session, event: PermissionNeeded, body: str,

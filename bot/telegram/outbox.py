@@ -21,7 +21,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 from aiogram import Bot
 from aiogram.exceptions import (
@@ -34,9 +34,9 @@ from aiogram.exceptions import (
 )
 from aiogram.types import BufferedInputFile, InlineKeyboardMarkup
 
-from bot.ratelimit import RateLimiter
-from bot.render import esc
-from bot.topics import Topics
+from bot.telegram.ratelimit import RateLimiter
+from bot.telegram.render import esc
+from bot.telegram.topics import Topics
 from core.store import Store
 
 log = logging.getLogger(__name__)
@@ -55,11 +55,6 @@ class Item:
     kind: str
     coalesce: str | None
     payload: dict[str, Any]
-    attempts: int
-
-
-class TopicGone(Exception):
-    """The topic a message was meant for was deleted by a person."""
 
 
 class Outbox:
@@ -69,8 +64,9 @@ class Outbox:
         bot: Bot,
         topics: Topics,
         limiter: RateLimiter,
-        topic_name: Callable[[str], str],
+        topic_name: Callable[[str], Awaitable[str]],
         clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._store = store
         self._bot = bot
@@ -78,6 +74,7 @@ class Outbox:
         self._limiter = limiter
         self._topic_name = topic_name
         self._clock = clock
+        self._sleep = sleep  # backoff and Telegram's retry_after, passed in so tests need not wait
         self._workers: dict[int, asyncio.Task[None]] = {}
         self._wakes: dict[int, asyncio.Event] = {}
         self.on_sent: list[Callable[[Item, int | None], Any]] = []
@@ -127,11 +124,11 @@ class Outbox:
 
     async def _pending(self, chat_id: int) -> list[Item]:
         rows = await self._store.fetchall(
-            "SELECT id, chat_id, session_id, kind, coalesce, payload, attempts FROM outbox"
+            "SELECT id, chat_id, session_id, kind, coalesce, payload FROM outbox"
             " WHERE chat_id = ? AND status = 'pending' ORDER BY id LIMIT 500",
             (chat_id,),
         )
-        return [Item(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6]) for r in rows]
+        return [Item(r[0], r[1], r[2], r[3], r[4], json.loads(r[5])) for r in rows]
 
     async def _run(self, chat_id: int) -> None:
         wake = self._wakes[chat_id]
@@ -148,14 +145,14 @@ class Outbox:
                 message_id = await self._send(batch)
             except TelegramRetryAfter as exc:
                 log.warning("Telegram asked chat %s to wait %ss", chat_id, exc.retry_after)
-                await asyncio.sleep(exc.retry_after)
+                await self._sleep(exc.retry_after)
                 continue
             except (TelegramNetworkError, TelegramServerError, TelegramForbiddenError,
                     ClientDecodeError, OSError, asyncio.TimeoutError) as exc:
                 await self._note_attempt(batch, f"{type(exc).__name__}: {exc}")
                 log.warning("Telegram unreachable for chat %s (%s); retrying in %.0fs",
                             chat_id, exc, backoff)
-                await asyncio.sleep(backoff)
+                await self._sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
                 continue
             except TelegramBadRequest as exc:
@@ -165,7 +162,7 @@ class Outbox:
                         TelegramBadRequest, ClientDecodeError, OSError) as repair_error:
                     log.warning("repairing outbox item %s failed (%s); retrying in %.0fs",
                                 batch[0].id, repair_error, backoff)
-                    await asyncio.sleep(backoff)
+                    await self._sleep(backoff)
                     backoff = min(backoff * 2, MAX_BACKOFF)
                     continue
                 if repaired:
@@ -182,7 +179,8 @@ class Outbox:
             backoff = 1.0
             await self._finish(batch, message_id)
 
-    def _next_batch(self, items: list[Item]) -> list[Item]:
+    @staticmethod
+    def _next_batch(items: list[Item]) -> list[Item]:
         """The first pending item, with the texts for the same topic that can ride along."""
         first = items[0]
         if first.kind != "text" or first.payload.get("reply_markup") or first.payload.get("reply_to"):
@@ -255,7 +253,7 @@ class Outbox:
         topic = await self._topics.get(item.session_id)
         if topic is None:
             topic = await self._topics.ensure(item.session_id, item.chat_id,
-                                              self._topic_name(item.session_id))
+                                              await self._topic_name(item.session_id))
         if topic.thread_id is None:
             try:
                 created = await self._bot.create_forum_topic(item.chat_id, topic.name[:128])
@@ -285,13 +283,12 @@ class Outbox:
         if item.kind == "text":
             html = JOINER.join(i.payload["html"] for i in batch)
             if thread is None and item.session_id and item.payload.get("thread_id") is None:
-                html = f"<b>[{esc(self._topic_name(item.session_id))}]</b>\n{html}"
+                html = f"<b>[{esc(await self._topic_name(item.session_id))}]</b>\n{html}"
             reply_to = payload.get("reply_to")
             sent = await self._bot.send_message(
-                item.chat_id, html, message_thread_id=thread, parse_mode="HTML",
+                item.chat_id, html, message_thread_id=thread,
                 reply_markup=markup, reply_to_message_id=reply_to,
                 allow_sending_without_reply=True if reply_to else None,
-                disable_web_page_preview=True,
             )
             return sent.message_id
         if item.kind == "edit":
@@ -300,13 +297,13 @@ class Outbox:
                 return None  # the message it would edit was never sent
             payload["message_id"] = target
             await self._bot.edit_message_text(payload["html"], chat_id=item.chat_id, message_id=target,
-                                              parse_mode="HTML", reply_markup=markup)
+                                              reply_markup=markup)
             return target
         if item.kind == "document":
             sent_doc = await self._bot.send_document(
                 item.chat_id,
                 BufferedInputFile(payload["content"].encode("utf-8"), filename=payload["filename"]),
-                caption=payload.get("caption"), parse_mode="HTML", message_thread_id=thread,
+                caption=payload.get("caption"), message_thread_id=thread,
             )
             return sent_doc.message_id
         if item.kind == "card":
@@ -319,11 +316,10 @@ class Outbox:
         if topic and topic.card_message_id:
             item.payload["message_id"] = topic.card_message_id
             await self._bot.edit_message_text(html, chat_id=item.chat_id,
-                                              message_id=topic.card_message_id,
-                                              parse_mode="HTML", reply_markup=markup)
+                                              message_id=topic.card_message_id, reply_markup=markup)
             return topic.card_message_id
         sent = await self._bot.send_message(item.chat_id, html, message_thread_id=thread,
-                                            parse_mode="HTML", reply_markup=markup)
+                                            reply_markup=markup)
         if item.session_id:
             await self._topics.update(item.session_id, card_message_id=sent.message_id)
         await self._limiter.acquire(item.chat_id)

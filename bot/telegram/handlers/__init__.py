@@ -2,7 +2,7 @@
 
 from aiogram import Router
 
-from bot.handlers import buttons, commands, topic_messages
+from bot.telegram.handlers import buttons, commands, topic_messages
 
 
 def routers() -> list[Router]:

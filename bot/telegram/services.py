@@ -7,12 +7,15 @@ from typing import Any
 
 from aiogram.types import InlineKeyboardMarkup, Message
 
-from bot.mirror import Mirror
-from bot.outbox import Outbox
-from bot.topics import Topics
-from core.config import Settings
+from bot.telegram.background import Background
+from bot.telegram.mirror import Mirror
+from bot.telegram.outbox import Outbox
+from bot.telegram.prompts import PermissionPrompts
+from bot.telegram.settings import TelegramSettings
+from bot.telegram.topics import Topics
 from core.engine import Engine
 from core.errors import SmError
+from core.lifecycle import Caller
 from core.sessions import Session
 
 
@@ -22,15 +25,17 @@ class BotServices:
     outbox: Outbox
     topics: Topics
     mirror: Mirror
-    settings: Settings
+    prompts: PermissionPrompts
+    background: Background
+    settings: TelegramSettings
 
-    async def topic_session(self, message: Message) -> Session | None:
+    async def topic_session(self, message: Message, caller: Caller) -> Session | None:
         """The session whose topic this message is in, if any."""
         if message.message_thread_id and message.is_topic_message:
             topic = await self.topics.by_thread(message.chat.id, message.message_thread_id)
             if topic:
                 try:
-                    return await self.engine.resolve(topic.session_id)
+                    return await self.engine.session(caller, topic.session_id)
                 except SmError:
                     return None
         return None

@@ -6,37 +6,37 @@ import shlex
 
 from aiogram.utils.i18n import gettext as _
 
-from bot.mirror import card_text
-from bot.render import STATE_ICONS, cut, esc, pre
+from bot.telegram.mirror import card_text
+from bot.telegram.render import STATE_ICONS, cut, esc, pre
 from core.engine import Engine
+from core.lifecycle import Caller
 from core.sessions import Session
 
 
-async def status_html(engine: Engine, session: Session) -> str:
-    queued = (await engine.queue.counts()).get(session.id, 0)
+async def status_html(engine: Engine, caller: Caller, session: Session) -> str:
+    queued = (await engine.queue_counts(caller)).get(session.id, 0)
     return card_text(session, queued)
 
 
-async def output_html(engine: Engine, session: Session) -> str:
+async def output_html(engine: Engine, caller: Caller, session: Session) -> str:
     try:
-        return pre(await engine.output(session.id, 30))
-    except Exception as exc:
+        return pre(await engine.output(caller, session.id, 30))
+    except Exception as exc:  # a pane gone mid-read: say so in the topic
         return "⚠️ " + esc(str(exc))
 
 
-async def what_html(engine: Engine, session: Session) -> str:
-    summary = await engine.what(session.id)
+async def what_html(engine: Engine, caller: Caller, session: Session) -> str:
+    summary = await engine.what(caller, session.id)
     text, _cut = cut(summary["summary"], 3500)
     return "🔎 " + esc(text)
 
 
-def attach_html(engine: Engine, session: Session) -> str:
-    command = shlex.join(engine.tmux.attach_command(session.tmux_session))
+async def attach_html(engine: Engine, caller: Caller, session: Session) -> str:
+    command = shlex.join(await engine.attach_command(caller, session.id))
     return _("Attach from a terminal:") + f"\n<code>{esc(command)}</code>"
 
 
-def list_html(engine: Engine) -> str:
-    sessions = engine.registry.live()
+def list_html(sessions: list[Session]) -> str:
     if not sessions:
         return _("No sessions. Start one with /new")
     lines = [f"{STATE_ICONS.get(s.state, '')} <b>{esc(s.name)}</b> <code>{s.id}</code> — {esc(s.state)}"

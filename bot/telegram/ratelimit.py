@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from typing import Callable
+from typing import Awaitable, Callable
 
 
 class RateLimiter:
@@ -22,12 +22,14 @@ class RateLimiter:
         private_interval: float = 1.0,
         global_per_second: int = 30,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.group_per_window = group_per_window
         self.window = window
         self.private_interval = private_interval
         self.global_per_second = global_per_second
         self._clock = clock
+        self._sleep = sleep
         self._chats: dict[int, deque[float]] = {}
         self._global: deque[float] = deque()
         self._lock = asyncio.Lock()
@@ -59,4 +61,4 @@ class RateLimiter:
                     self._chats[chat_id].append(now)
                     self._global.append(now)
                     return
-            await asyncio.sleep(delay)
+            await self._sleep(delay)

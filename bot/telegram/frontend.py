@@ -1,0 +1,128 @@
+"""The Telegram front end: the aiogram bot, the mirror and the outbox, in sm-bot's loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiogram import Bot, Dispatcher
+from aiogram.client.default import DefaultBotProperties
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.enums import ParseMode
+from aiogram.types import BotCommand
+from aiogram.utils.i18n import SimpleI18nMiddleware
+
+from bot.telegram.background import Background
+from bot.telegram.handlers import routers
+from bot.telegram.i18n import make_i18n
+from bot.telegram.middlewares import AllowList
+from bot.telegram.mirror import Mirror, topic_name
+from bot.telegram.outbox import Outbox
+from bot.telegram.prompts import PermissionPrompts
+from bot.telegram.ratelimit import RateLimiter
+from bot.telegram.services import BotServices
+from bot.telegram.settings import TelegramSettings
+from bot.telegram.topics import Topics
+from core.engine import Engine
+from core.errors import SmError
+from core.store import package_migrations
+
+log = logging.getLogger(__name__)
+
+# The owner of this door's tables in the store (bot/telegram/migrations.sql).
+DOOR = "telegram"
+
+COMMANDS = {
+    "new": "Start a session: /new [path] [prompt]",
+    "list": "Sessions and their state",
+    "status": "A session's status",
+    "kill": "Kill a session",
+    "open": "How to attach from a terminal",
+    "help": "Help",
+}
+
+
+def make_bot(settings: TelegramSettings) -> Bot:
+    """Every text the bot sends is HTML (escaped by bot/telegram/render.py), without link previews."""
+    session = AiohttpSession(api=TelegramAPIServer.from_base(settings.api_url))
+    return Bot(settings.token, session=session,
+               default=DefaultBotProperties(parse_mode=ParseMode.HTML, link_preview_is_disabled=True))
+
+
+class TelegramFrontEnd:
+    def __init__(self, engine: Engine, settings: TelegramSettings) -> None:
+        self.engine = engine
+        self.settings = settings
+        # The owner, as the mirror and the outbox see the engine on their behalf.
+        self.caller = engine.caller_for_person("owner via telegram")
+        self.bot = make_bot(settings)
+        self.i18n = make_i18n(settings.locale)
+        self.limiter = RateLimiter(settings.group_per_window, settings.rate_window)
+        self.background = Background()
+        self.outbox: Outbox | None = None
+        self.mirror: Mirror | None = None
+        self._polling: asyncio.Task[None] | None = None
+
+    async def _topic_name(self, session_id: str) -> str:
+        try:
+            return topic_name(await self.engine.session(self.caller, session_id))
+        except SmError:
+            return session_id
+
+    async def _remember(self, item: object, message_id: int | None) -> None:
+        """Mirrored messages map back to their session, so a reply to one is input to it."""
+        session_id = getattr(item, "session_id", None)
+        if message_id and session_id:
+            await self.topics.remember(getattr(item, "chat_id"), message_id, session_id)
+
+    async def start(self) -> None:
+        settings = self.settings
+        if not settings.chat_id:
+            log.warning("SM_TELEGRAM_CHAT_ID is not set: commands work, but sessions are not mirrored")
+        if not settings.allowed_user_ids:
+            log.warning("the Telegram allow-lists are empty: the bot answers no one "
+                        "(set SM_TELEGRAM_ALLOWED_USER_IDS and SM_TELEGRAM_ALLOWED_CHAT_IDS)")
+        store = await self.engine.door_store(DOOR, package_migrations("bot.telegram"))
+        self.topics = Topics(store)
+        self.prompts = PermissionPrompts(store)
+        self.outbox = Outbox(store, self.bot, self.topics, self.limiter, self._topic_name)
+        self.outbox.on_sent.append(self._remember)
+        self.mirror = Mirror(self.engine, self.caller, self.outbox, self.topics, self.prompts,
+                             settings.chat_id or 0, self.i18n, self.background)
+        allowed_chats = set(settings.allowed_chat_ids)
+        if settings.chat_id:
+            allowed_chats.add(settings.chat_id)
+        self.dp = Dispatcher(tg=BotServices(self.engine, self.outbox, self.topics, self.mirror,
+                                            self.prompts, self.background, settings))
+        self.dp.update.outer_middleware(AllowList(allowed_chats, set(settings.allowed_user_ids),
+                                                  self.engine.caller_for_person))
+        SimpleI18nMiddleware(self.i18n).setup(self.dp)
+        self.dp.include_routers(*routers())
+        await self.outbox.start()
+        if settings.chat_id:
+            await self.mirror.start()
+        self._polling = asyncio.get_running_loop().create_task(self._poll(), name="telegram-polling")
+
+    async def _poll(self) -> None:
+        try:
+            await self.bot.set_my_commands([BotCommand(command=c, description=d) for c, d in COMMANDS.items()])
+        except Exception as exc:  # Telegram down at start: polling retries on its own
+            log.warning("could not register the bot's commands: %s", exc)
+        await self.dp.start_polling(self.bot, handle_signals=False, close_bot_session=False,
+                                    polling_timeout=10)
+
+    async def stop(self) -> None:
+        if self._polling:
+            try:
+                await self.dp.stop_polling()
+            except RuntimeError:
+                pass
+            self._polling.cancel()
+            await asyncio.gather(self._polling, return_exceptions=True)
+        await self.background.stop()
+        if self.mirror:
+            await self.mirror.stop()
+        if self.outbox:
+            await self.outbox.stop()
+        await self.bot.session.close()

@@ -1,0 +1,141 @@
+"""Button presses: one handler per action, each chosen by its callback data's filter."""
+
+from __future__ import annotations
+
+from aiogram import F, Router
+from aiogram.types import CallbackQuery
+from aiogram.utils.i18n import gettext as _
+
+from bot.telegram import actions
+from bot.telegram.keyboards import (
+    CONFIRM_FIRST,
+    Action,
+    DialogKey,
+    PermissionDecision,
+    SessionAction,
+    confirm_keyboard,
+)
+from bot.telegram.middlewares import person
+from bot.telegram.prompts import EXPIRED, outcome_text
+from bot.telegram.render import esc
+from bot.telegram.services import BotServices
+from core.errors import SmError
+from core.lifecycle import Caller
+from core.sessions import Session
+
+router = Router(name="buttons")
+
+
+async def _session(query: CallbackQuery, data: SessionAction, tg: BotServices, caller: Caller) -> Session | None:
+    """The button's session; an alert instead when it is gone."""
+    try:
+        return await tg.engine.session(caller, data.sid)
+    except SmError as exc:
+        await query.answer(str(exc), show_alert=True)
+        return None
+
+
+def _chat(query: CallbackQuery, tg: BotServices) -> int:
+    return query.message.chat.id if query.message else tg.mirror.chat_id
+
+
+@router.callback_query(SessionAction.filter(F.action.in_(CONFIRM_FIRST) & ~F.confirmed))
+async def confirm(query: CallbackQuery, callback_data: SessionAction, tg: BotServices, caller: Caller) -> None:
+    """Kill and clear ask first, with Yes / No buttons."""
+    session = await _session(query, callback_data, tg, caller)
+    if session is None:
+        return
+    await query.answer()
+    question = _("Kill {name}?") if callback_data.action == Action.kill else _("Clear {name}'s context?")
+    await tg.post(_chat(query, tg), session, question.format(name=f"<b>{esc(session.name)}</b>"),
+                  confirm_keyboard(callback_data.action, session.id, _("Yes"), _("No")))
+
+
+@router.callback_query(SessionAction.filter((F.action == Action.kill) & F.confirmed))
+async def kill(query: CallbackQuery, callback_data: SessionAction, tg: BotServices, caller: Caller) -> None:
+    try:
+        await tg.engine.kill(caller, callback_data.sid)
+    except SmError as exc:
+        await query.answer(str(exc), show_alert=True)
+        return
+    await query.answer(_("Killed"))
+
+
+@router.callback_query(SessionAction.filter((F.action == Action.clear) & F.confirmed))
+async def clear(query: CallbackQuery, callback_data: SessionAction, tg: BotServices, caller: Caller) -> None:
+    try:
+        await tg.engine.clear(caller, callback_data.sid)
+    except SmError as exc:
+        await query.answer(str(exc), show_alert=True)
+        return
+    await query.answer(_("Clearing"))
+
+
+@router.callback_query(SessionAction.filter(F.action == Action.status))
+async def status(query: CallbackQuery, callback_data: SessionAction, tg: BotServices, caller: Caller) -> None:
+    session = await _session(query, callback_data, tg, caller)
+    if session:
+        await query.answer()
+        await tg.post(_chat(query, tg), session, await actions.status_html(tg.engine, caller, session))
+
+
+@router.callback_query(SessionAction.filter(F.action == Action.output))
+async def output(query: CallbackQuery, callback_data: SessionAction, tg: BotServices, caller: Caller) -> None:
+    session = await _session(query, callback_data, tg, caller)
+    if session:
+        await query.answer()
+        await tg.post(_chat(query, tg), session, await actions.output_html(tg.engine, caller, session))
+
+
+@router.callback_query(SessionAction.filter(F.action == Action.attach))
+async def attach(query: CallbackQuery, callback_data: SessionAction, tg: BotServices, caller: Caller) -> None:
+    session = await _session(query, callback_data, tg, caller)
+    if session:
+        await query.answer()
+        await tg.post(_chat(query, tg), session, await actions.attach_html(tg.engine, caller, session))
+
+
+@router.callback_query(SessionAction.filter(F.action == Action.what))
+async def what(query: CallbackQuery, callback_data: SessionAction, tg: BotServices, caller: Caller) -> None:
+    """The summary takes a while (a model call): answer the tap now, post it when it is ready."""
+    session = await _session(query, callback_data, tg, caller)
+    if session is None:
+        return
+    await query.answer(_("Asking…"))
+    chat_id = _chat(query, tg)
+
+    async def summarise() -> None:
+        await tg.post(chat_id, session, await actions.what_html(tg.engine, caller, session))
+
+    tg.background.start(summarise(), f"what of {session.id}")
+
+
+@router.callback_query(PermissionDecision.filter())
+async def permission(query: CallbackQuery, callback_data: PermissionDecision, tg: BotServices,
+                     caller: Caller) -> None:
+    by = person(query.from_user)
+    try:
+        tg.engine.decide_permission(caller, callback_data.rid, callback_data.d.value, by)
+    except SmError:
+        # Already answered, expired, or from before a restart: say how it ended.
+        prompt = await tg.prompts.get(callback_data.rid)
+        ended = prompt.outcome if prompt and prompt.outcome else EXPIRED
+        await query.answer(outcome_text(ended, prompt.decided_by if prompt else None), show_alert=True)
+        return
+    await query.answer(_("Done"))
+
+
+@router.callback_query(DialogKey.filter())
+async def dialog_key(query: CallbackQuery, callback_data: DialogKey, tg: BotServices, caller: Caller) -> None:
+    try:
+        await tg.engine.press_keys(caller, callback_data.sid, callback_data.key, origin="telegram")
+    except SmError as exc:
+        await query.answer(str(exc), show_alert=True)
+        return
+    await query.answer(_("Sent"))
+
+
+@router.callback_query()
+async def unknown(query: CallbackQuery) -> None:
+    """A button from an older sm whose data no longer parses: stop its spinner, do nothing."""
+    await query.answer()

@@ -1,0 +1,62 @@
+-- The Telegram door's tables, owner 'telegram' in the store's
+-- `schema_versions`, one migration per section, applied in order when the
+-- bot starts. Never edit a migration that has shipped; add the next one below.
+
+-- migration 1: topics, the outbox and mirrored messages
+
+-- Until these tables had their own owner, the engine's migration 2 made them
+-- with exactly these columns: IF NOT EXISTS adopts them in such a database.
+
+-- The forum topic that mirrors each session (one per session and chat).
+CREATE TABLE IF NOT EXISTS topics (
+    session_id       TEXT PRIMARY KEY REFERENCES sessions(id),
+    chat_id          INTEGER NOT NULL,
+    thread_id        INTEGER,                    -- NULL until Telegram created it
+    name             TEXT NOT NULL,
+    card_message_id  INTEGER,                    -- the pinned status card
+    closed           INTEGER NOT NULL DEFAULT 0
+);
+
+-- Everything sm sends to Telegram, durable and in order per chat. The sender
+-- coalesces consecutive texts for one topic, honours rate limits and 429s,
+-- and never drops an item: after an outage everything goes out in order.
+CREATE TABLE IF NOT EXISTS outbox (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    chat_id     INTEGER NOT NULL,
+    session_id  TEXT,                            -- the topic it goes to (NULL: the chat itself)
+    kind        TEXT NOT NULL,                   -- text | document | card | topic | edit
+    coalesce    TEXT,                            -- items with the same key replace older pending ones
+    payload     TEXT NOT NULL,                   -- JSON
+    status      TEXT NOT NULL DEFAULT 'pending', -- pending | sent | failed
+    attempts    INTEGER NOT NULL DEFAULT 0,      -- failed tries, for a person reading the table
+    error       TEXT,
+    created_at  REAL NOT NULL,
+    sent_at     REAL,
+    message_id  INTEGER                          -- what Telegram called the message, once sent
+);
+CREATE INDEX IF NOT EXISTS outbox_pending ON outbox(chat_id, status, id);
+
+-- Which Telegram message mirrors which session, so a reply to it is input to that session.
+CREATE TABLE IF NOT EXISTS mirrored (
+    chat_id     INTEGER NOT NULL,
+    message_id  INTEGER NOT NULL,
+    session_id  TEXT NOT NULL,
+    PRIMARY KEY (chat_id, message_id)
+);
+
+-- migration 2: permission prompts
+
+-- Each permission request shown with Allow/Deny buttons, and how it ended.
+-- It outlives sm-bot: a tap on a prompt from before a restart is answered
+-- with its outcome, or "expired", from here.
+CREATE TABLE permission_prompts (
+    request_id  INTEGER PRIMARY KEY,             -- the engine's request id (random, never reused)
+    chat_id     INTEGER NOT NULL,
+    session_id  TEXT NOT NULL,
+    item_id     INTEGER NOT NULL,                -- the outbox item of the message with the buttons
+    tool        TEXT NOT NULL,
+    outcome     TEXT,                            -- NULL while open; allowed | allowed always | denied | answered at the terminal | expired
+    decided_by  TEXT,
+    created_at  REAL NOT NULL
+);
+CREATE INDEX permission_prompts_open ON permission_prompts(outcome) WHERE outcome IS NULL;

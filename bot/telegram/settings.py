@@ -1,0 +1,88 @@
+"""The Telegram door's settings: `SM_TELEGRAM_*`, or the `telegram:` section of config.yaml.
+
+Read through the same sources as the engine's (core/config.py): the
+environment, then `.env`, then config.yaml. The bot runs headless when the
+token is empty.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
+from typing_extensions import Annotated
+
+from core.config import SmSettings
+
+
+def _id_list(value: Any) -> Any:
+    """Accept a JSON list, a comma-separated string, a single id or a list."""
+    if value is None or value == "":
+        return []
+    if isinstance(value, (int, float)):
+        return [int(value)]
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            return json.loads(text)
+        return [int(part) for part in text.split(",") if part.strip()]
+    return value
+
+
+class TelegramSettings(SmSettings):
+    model_config = SettingsConfigDict(env_prefix="SM_TELEGRAM_")
+    yaml_section: ClassVar[str | None] = "telegram"
+
+    # The bot's token from @BotFather; empty: no bot (sm-bot runs headless).
+    token: str = Field(default="", repr=False)
+    # The forum group (or private chat) where sessions are mirrored.
+    chat_id: int | None = None
+    api_url: str = "https://api.telegram.org"
+    allowed_chat_ids: Annotated[list[int], NoDecode] = []
+    allowed_user_ids: Annotated[list[int], NoDecode] = []
+    # /new may only start agents in directories under these roots (default: your home).
+    allowed_roots: Annotated[list[Path], NoDecode] = Field(
+        default=[Path("~")], validate_default=True)  # so the default "~" is expanded too
+    # Provider that /new starts.
+    default_provider: str = "claude"
+    # Language of mirrored text (a person's own replies follow their Telegram language).
+    locale: str = "en"
+    # Telegram's group limit: this many sends per window (seconds), all topics together.
+    group_per_window: int = 20
+    rate_window: float = 60.0
+
+    @field_validator("allowed_chat_ids", "allowed_user_ids", mode="before")
+    @classmethod
+    def _parse_ids(cls, value: Any) -> Any:
+        return _id_list(value)
+
+    @field_validator("allowed_roots", mode="before")
+    @classmethod
+    def _parse_roots(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            return json.loads(text) if text.startswith("[") else [p for p in text.split(os.pathsep) if p]
+        return value
+
+    @field_validator("allowed_roots", mode="after")
+    @classmethod
+    def _expand_roots(cls, value: list[Path]) -> list[Path]:
+        return [p.expanduser().resolve() for p in value]
+
+
+def load_telegram_settings(**overrides: Any) -> TelegramSettings:
+    """The settings, or a ValueError naming each bad one as the user sets it."""
+    try:
+        return TelegramSettings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            name = ".".join(str(part) for part in err["loc"])
+            field = str(err["loc"][0]) if err["loc"] else ""
+            problems.append(f"telegram.{name} ({TelegramSettings.env_name(field)}): {err['msg']}"
+                            f" (got {err.get('input')!r})")
+        raise ValueError("; ".join(problems)) from None
