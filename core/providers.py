@@ -57,13 +57,17 @@ class ScreenReading:
     dialog: Dialog | None = None  # set when state is "waiting" and the choices could be read
 
 
-def dialog_options(screen: str) -> list[tuple[str, str]]:
+def dialog_options(screen: str, provider: Provider | None = None) -> list[tuple[str, str]]:
     """The options of a dialog at the bottom of a screen: [(keys, label)].
 
     ``keys`` is what ``Engine.press_keys`` takes: the option's digit for a
-    numbered dialog, else space-separated key names ("Down Enter").
+    numbered dialog, else space-separated key names ("Down Enter"). Prefer
+    ``provider.read_screen(screen).dialog``, which knows the agent's keys.
     """
-    dialog = find_dialog(screen.splitlines())
+    if provider is not None:
+        dialog = provider.read_screen(screen).dialog
+    else:
+        dialog = find_dialog(screen.splitlines())
     if dialog is not None:
         return [(" ".join(o.keys), o.label[:60]) for o in dialog.options]
     options: list[tuple[str, str]] = []
@@ -77,12 +81,14 @@ def dialog_options(screen: str) -> list[tuple[str, str]]:
     return options
 
 
-def find_dialog(lines: list[str], cursors: tuple[str, ...] = ("❯", "›")) -> Dialog | None:
+def find_dialog(lines: list[str], cursors: tuple[str, ...] = ("❯", "›"),
+                digits: bool = True) -> Dialog | None:
     """The list of choices at the bottom of a screen, with a cursor on one of them, or None.
 
     Options share the column their labels start in; the cursor (❯ in Claude
-    Code, › in Codex) marks one. Numbered options are chosen by their digit
-    (both CLIs take it at once); others by arrow keys from the cursor, then Enter.
+    Code, › in Codex) marks one. With ``digits``, a numbered option is chosen
+    by its digit (Claude Code takes it at once); otherwise, and for options
+    without numbers, by arrow keys from the cursor, then Enter.
     """
     cursor_re = re.compile(rf"^(\s*)([{''.join(cursors)}])\s+(\S.*)$")
     last = max((i for i, line in enumerate(lines) if line.strip()), default=-1)
@@ -132,14 +138,15 @@ def find_dialog(lines: list[str], cursors: tuple[str, ...] = ("❯", "›")) -> 
         return None  # more than hints below: this list is not the screen's last word
     labels = [label_of(i) or "" for i in rows]
     cursor = rows.index(at)
-    digits = [NUMBERED_RE.match(label).group(1) if numbered else "" for label in labels]  # type: ignore[union-attr]
-    by_digit = numbered and digits == [str(n) for n in range(1, len(rows) + 1)] and len(rows) <= 9
+    numbers = [NUMBERED_RE.match(label).group(1) if numbered else "" for label in labels]  # type: ignore[union-attr]
+    by_digit = (digits and numbered and len(rows) <= 9
+                and numbers == [str(n) for n in range(1, len(rows) + 1)])
     options = []
     for n, label in enumerate(labels):
         if numbered:
             label = NUMBERED_RE.match(label).group(2).strip()  # type: ignore[union-attr]
         if by_digit:
-            keys: tuple[str, ...] = (digits[n],)
+            keys: tuple[str, ...] = (numbers[n],)
         else:
             step = "Down" if n > cursor else "Up"
             keys = (step,) * abs(n - cursor) + ("Enter",)
@@ -243,6 +250,10 @@ class Provider:
     spinner: re.Pattern[str] | None = None
     find_box: Callable[[list[str], tuple[str, ...]], Box | None] = rule_box
     cursor_chars: tuple[str, ...] = ("❯", "›")
+    # Whether a numbered dialog takes an option's digit as the whole answer.
+    # Claude Code 2.1 does; Codex 0.171 does in some dialogs and only moves
+    # the cursor in others (its folder-trust dialog), so there it is arrows + Enter.
+    digit_answers: bool = True
 
     def with_header(self, header: str, body: str) -> str:
         return f"{self.header_prefix}{header}{self.header_separator}{body}"
@@ -253,7 +264,7 @@ class Provider:
         if box is None:
             # No input box: whatever is on screen instead waits on a person, if
             # it offers choices. Nothing may be typed into it.
-            dialog = find_dialog(lines, self.cursor_chars)
+            dialog = find_dialog(lines, self.cursor_chars, self.digit_answers)
             lowered = screen.lower()
             if dialog is not None or any(m.lower() in lowered for m in self.waiting_markers):
                 return ScreenReading("waiting", "", dialog)
@@ -330,6 +341,7 @@ CODEX = Provider(
                      "Would you like to make the following edits?"),
     prompt_chars=("›",),
     find_box=codex_box,
+    digit_answers=False,
 )
 
 GEMINI = Provider(
