@@ -70,7 +70,7 @@ def make_codex_home(
         "[model_providers.scripted]",
         'name = "scripted"',
         f'base_url = "{base_url.rstrip("/")}/v1"',
-        'env_key = "SM_TEST_OPENAI_KEY"',
+        'env_key = "CODEX_TEST_API_KEY"',
         'wire_api = "responses"',
         "",
         "[features]",
@@ -91,7 +91,8 @@ def make_codex_home(
     if workdir is not None:
         lines += ["", f'[projects."{Path(workdir).resolve()}"]', 'trust_level = "trusted"']
     (root / "config.toml").write_text("\n".join(lines) + "\n")
+    # Not SM_*: sm keeps variables named SM_*KEY* from its agents (core/environment.py).
     return {
         "CODEX_HOME": str(root),
-        "SM_TEST_OPENAI_KEY": api_key,
+        "CODEX_TEST_API_KEY": api_key,
     }
