@@ -13,6 +13,9 @@ tests/fake_anthropic.py:
 * ``SLOW <N>``                                -> wait N seconds, then answer
 * anything else                               -> text ``ok: <first 60 chars>``
 
+Side requests (Codex asks for a thread title with a request that offers no
+shell tool) get ``Session`` at once and never consume the script.
+
 Answers stream as the real API streams them (``stream: true`` is what Codex
 always asks for): ``response.created``, then per output item
 ``response.output_item.added``, its deltas and ``response.output_item.done``,
