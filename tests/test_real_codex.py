@@ -1,0 +1,83 @@
+"""Delivery to the real Codex CLI (0.171.0, installed by scripts/test).
+
+The model behind it is tests/fake_openai.py, a scripted Responses API on
+loopback, so the agent is real (its TUI, its paste handling, its tools) and
+its answers are scripted. Codex has no hooks: sm knows its state from the
+screen alone (core/providers.py, tested on tests/panes/codex-*).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from codex_home import CODEX_BIN, make_codex_home, require_codex
+from conftest import Server, wait_for
+from fake_openai import user_text
+
+pytestmark = pytest.mark.codex
+
+
+@pytest.fixture
+def fake_model(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    log = tmp_path / "model-requests.jsonl"
+    proc = subprocess.Popen([sys.executable, str(Path(__file__).parent / "fake_openai.py"),
+                             "--port", "0", "--log-requests", str(log)],
+                            stdout=subprocess.PIPE, text=True)
+    url = proc.stdout.readline().strip() if proc.stdout else ""
+    assert url.startswith("http://127.0.0.1:"), url
+    yield url, log
+    proc.terminate()
+    proc.wait(10)
+
+
+def user_texts(log: Path) -> list[str]:
+    """The person's text of every request the model received."""
+    if not log.exists():
+        return []
+    return [user_text(json.loads(line)) for line in log.read_text().splitlines() if line]
+
+
+@pytest.fixture
+def codex_server(server_factory, tmp_path: Path, fake_model: tuple[str, Path]) -> Server:
+    require_codex()
+    url, _ = fake_model
+    home = tmp_path / "home"
+    home.mkdir()
+    env = make_codex_home(tmp_path / "codex-home", tmp_path / "work", url)
+    return server_factory(SM_CODEX_COMMAND=str(CODEX_BIN), HOME=str(home), **env)
+
+
+def test_real_codex_gets_messages_and_runs_tools(codex_server: Server, fake_model: tuple[str, Path]) -> None:
+    server, (_, log) = codex_server, fake_model
+    session = server.client().request("POST", "/sessions", {
+        "name": "cx", "provider": "codex", "prompt": "hello real codex", "dir": str(server.workdir)})
+    # The first message waits for the agent's input box, then goes in once.
+    wait_for(lambda: "[from owner] hello real codex" in user_texts(log), 60, 0.2,
+             "the model to receive the first message")
+    server.wait_state("cx", "idle", 60)
+    assert user_texts(log).count("[from owner] hello real codex") == 1
+
+    # A second message makes the real agent run a command with its shell tool.
+    server.ok("send", "cx", "RUN: touch ran-it.txt")
+    workdir = Path(session["workdir"])
+    wait_for(lambda: (workdir / "ran-it.txt").exists(), 60, 0.2, "the tool call to run")
+    wait_for(lambda: "• done" in server.screen("cx"), 30, 0.2, "the turn to finish")
+    server.wait_state("cx", "idle", 30)
+    assert server.session("cx")["queued"] == 0
+    assert sum("RUN: touch ran-it.txt" in t for t in user_texts(log)) >= 1
+
+
+def test_real_codex_approval_reads_as_waiting(codex_server: Server, fake_model: tuple[str, Path]) -> None:
+    server = codex_server
+    session = server.client().request("POST", "/sessions", {
+        "name": "cx", "provider": "codex", "prompt": "ASK: touch asked.txt", "dir": str(server.workdir)})
+    wait_for(lambda: "Would you like to run the following command?" in server.screen("cx"), 60, 0.2,
+             "the real approval dialog")
+    server.wait_state("cx", "waiting", 30)
+    assert not (Path(session["workdir"]) / "asked.txt").exists()
