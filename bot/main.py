@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import socket
 import sys
@@ -18,9 +19,12 @@ from pydantic import ValidationError
 
 from bot.api.server import ApiServer
 from bot.logs import RedactSecrets, setup_logging
+from bot.command_line import parse as parse_args
+from core import paths
 from core.config import Settings, load_settings
 from core.engine import Engine
 from core.store import StoreError
+from core.version import version
 
 log = logging.getLogger("sm")
 
@@ -63,11 +67,18 @@ async def run(settings: Settings, redactor: RedactSecrets | None = None) -> int:
         if redactor is not None:
             redactor.secrets.append(engine.owner_token)
         await api.start()
+        _record_where_it_listens(settings)
         if settings.telegram_token:
             from bot.telegram import TelegramFrontEnd
 
             telegram = TelegramFrontEnd(engine, settings)
-            await telegram.start()
+            try:
+                await telegram.start()
+            except Exception as exc:  # a revoked token, an unreachable API: one line, clean stop
+                log.debug("Telegram did not start", exc_info=True)
+                telegram = None
+                print(f"sm-bot: Telegram: {exc}", file=sys.stderr)
+                return 1
             log.info("Telegram bot running (chat %s)", settings.telegram_chat_id)
         else:
             print(HEADLESS_BANNER.format(socket=settings.socket_path, state_dir=settings.state_dir),
@@ -83,6 +94,27 @@ async def run(settings: Settings, redactor: RedactSecrets | None = None) -> int:
     return 0
 
 
+def _record_where_it_listens(settings: Settings) -> None:
+    """For CLIs without this process's environment (the socket may come from YAML)."""
+    if os.environ.get("SM_STATE_DIR") or os.environ.get("SM_SOCKET"):
+        return  # named by the environment, which the CLI shares; nothing to tell it
+    try:
+        paths.record_server(str(settings.state_dir), str(settings.socket_path), version())
+    except OSError as exc:
+        log.warning("could not record the socket's path in %s: %s", paths.server_record_path(), exc)
+
+
+def _token_problem(token: str) -> str | None:
+    from aiogram.utils.token import TokenValidationError, validate_token
+
+    try:
+        validate_token(token)
+    except TokenValidationError:
+        return ("telegram.token (SM_TELEGRAM_TOKEN) is not a bot token (a placeholder?); "
+                "get one from @BotFather: it looks like 123456789:AAH...")
+    return None
+
+
 def _describe(exc: ValidationError) -> str:
     """pydantic's report on one line, each problem named as the user sets it."""
     problems = []
@@ -93,6 +125,7 @@ def _describe(exc: ValidationError) -> str:
 
 
 def main() -> None:
+    parse_args(sys.argv[1:])
     try:
         settings = load_settings()
     except ValidationError as exc:
@@ -100,6 +133,10 @@ def main() -> None:
         sys.exit(1)
     except ValueError as exc:
         print(f"sm-bot: bad configuration: {exc}", file=sys.stderr)
+        sys.exit(1)
+    problem = _token_problem(settings.telegram_token) if settings.telegram_token else None
+    if problem:
+        print(f"sm-bot: bad configuration: {problem}", file=sys.stderr)
         sys.exit(1)
     try:
         redactor = setup_logging(settings.log_level, settings.state_dir, [settings.telegram_token])

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import signal
 from typing import Any, Awaitable, Callable
 
 from aiohttp import web
@@ -21,6 +23,7 @@ from core.errors import Forbidden, Invalid, SmError
 from core.lifecycle import Caller
 from core.providers import PROVIDERS
 from core.queue import MODES
+from core.version import version
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +115,16 @@ def engine_of(request: web.Request) -> Engine:
 
 async def health(request: web.Request) -> web.Response:
     engine = engine_of(request)
-    return web.json_response({"ok": True, "sessions": len(engine.registry.live())})
+    return web.json_response({"ok": True, "sessions": len(engine.registry.live()), "version": version()})
+
+
+async def shutdown(request: web.Request) -> web.Response:
+    """Owner only: stop sm-bot as SIGTERM does (agents keep running, adopted on the next start)."""
+    if not caller_of(request).is_owner:
+        raise Forbidden("only the owner can stop the server")
+    # After this answer is on its way, through the same path as a signal.
+    asyncio.get_running_loop().call_later(0.05, os.kill, os.getpid(), signal.SIGTERM)
+    return web.json_response({"stopping": True, "pid": os.getpid()}, status=202)
 
 
 async def whoami(request: web.Request) -> web.Response:
@@ -301,6 +313,7 @@ def build_app(engine: Engine) -> web.Application:
     app.on_shutdown.append(close_event_streams)
     app.router.add_get("/health", health)
     app.router.add_get("/me", whoami)
+    app.router.add_post("/shutdown", shutdown)
     app.router.add_get("/status", status)
     app.router.add_get("/sessions", list_sessions)
     app.router.add_post("/sessions", create_session)

@@ -53,8 +53,10 @@ def openapi_spec() -> dict[str, Any]:
         },
         "security": [{"token": []}],
         "paths": {
-            "/health": {"get": _op("Liveness and number of live sessions")},
+            "/health": {"get": _op("Liveness, number of live sessions and the server's version")},
             "/me": {"get": _op("Who the token belongs to")},
+            "/shutdown": {"post": _op("Owner only: stop sm-bot as SIGTERM does; agents keep running",
+                                      ok=202, errors=(401, 403))},
             "/status": {"get": _op("Sessions, queue depths and undelivered messages")},
             "/sessions": {
                 "get": _op("Live sessions", schema={"type": "array", "items": _SESSION},
