@@ -41,5 +41,10 @@ class PoI18n(I18n):
                 for po in sorted(Path(self.path).glob(f"*/LC_MESSAGES/{self.domain}.po"))}
 
 
+# aiogram gives each subclass a context variable of its own, but `gettext` (`_`)
+# reads I18n's: share it, or every `_()` would find no context.
+PoI18n._ContextInstanceMixin__context_instance = I18n._ContextInstanceMixin__context_instance  # type: ignore[attr-defined]
+
+
 def make_i18n(default_locale: str = "en") -> I18n:
     return PoI18n(path=LOCALES, default_locale=default_locale, domain=DOMAIN)
