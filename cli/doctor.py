@@ -106,6 +106,8 @@ def check_node(claude_command: str) -> Check:
     version = _run([node, "--version"]) if node else None
     if version and (_numbers(version) or (0,))[0] >= MIN_NODE:
         return Check(OK, f"Node {version} (for Claude Code)")
+    if path is None:
+        return Check(SKIP, "Node: not checked (claude was not found)")
     if not needs_node:
         return Check(SKIP, "Node: not needed (claude is not a Node script here)")
     have = f"Node {version}" if version else "Node not found"
