@@ -14,6 +14,7 @@ import os
 import signal
 import socket
 import sys
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -72,13 +73,13 @@ async def run(settings: Settings, redactor: RedactSecrets | None = None) -> int:
             from bot.telegram import TelegramFrontEnd
 
             telegram = TelegramFrontEnd(engine, settings)
-            try:
-                await telegram.start()
-            except Exception as exc:  # a revoked token, an unreachable API: one line, clean stop
-                log.debug("Telegram did not start", exc_info=True)
+            refused = await _token_refused(telegram.bot)
+            if refused:  # a revoked token: one line and a clean stop, not a bot that never answers
+                await telegram.bot.session.close()
                 telegram = None
-                print(f"sm-bot: Telegram: {exc}", file=sys.stderr)
+                print(f"sm-bot: Telegram: {refused}", file=sys.stderr)
                 return 1
+            await telegram.start()
             log.info("Telegram bot running (chat %s)", settings.telegram_chat_id)
         else:
             print(HEADLESS_BANNER.format(socket=settings.socket_path, state_dir=settings.state_dir),
@@ -102,6 +103,20 @@ def _record_where_it_listens(settings: Settings) -> None:
         paths.record_server(str(settings.state_dir), str(settings.socket_path), version())
     except OSError as exc:
         log.warning("could not record the socket's path in %s: %s", paths.server_record_path(), exc)
+
+
+async def _token_refused(bot: Any) -> str | None:
+    """Telegram's word on the token, when it is a definite no (401). Being unreachable is
+    not: at boot the network may come later, and polling retries on its own."""
+    from aiogram.exceptions import TelegramUnauthorizedError
+
+    try:
+        await bot.me()
+    except TelegramUnauthorizedError as exc:
+        return f"the token was refused ({exc.message}); get a new one from @BotFather"
+    except Exception as exc:
+        log.warning("Telegram is not reachable yet (%s); the bot will keep trying", exc)
+    return None
 
 
 def _token_problem(token: str) -> str | None:
