@@ -74,13 +74,13 @@ async def run(settings: Settings, redactor: RedactSecrets | None = None) -> int:
 
             telegram = TelegramFrontEnd(engine, settings)
             refused = await _token_refused(telegram.bot)
-            if refused:  # a revoked token: one line and a clean stop, not a bot that never answers
+            if refused:  # a revoked token: say so once, and serve the CLI without the bot
                 await telegram.bot.session.close()
                 telegram = None
-                print(f"sm-bot: Telegram: {refused}", file=sys.stderr)
-                return 1
-            await telegram.start()
-            log.info("Telegram bot running (chat %s)", settings.telegram_chat_id)
+                log.error("Telegram: %s; the bot is off, the API and the CLI keep working", refused)
+            else:
+                await telegram.start()
+                log.info("Telegram bot running (chat %s)", settings.telegram_chat_id)
         else:
             print(HEADLESS_BANNER.format(socket=settings.socket_path, state_dir=settings.state_dir),
                   file=sys.stderr, flush=True)

@@ -118,16 +118,19 @@ def test_the_seed_config_with_its_placeholder_token_is_one_line_exit_1_and_no_so
     assert not (state / "sm.sock").exists()
 
 
-def test_a_revoked_token_stops_in_one_line_without_a_stale_socket(tmp_path: Path) -> None:
+def test_a_revoked_token_is_said_once_and_the_cli_keeps_working(tmp_path: Path) -> None:
     telegram = ThreadedTelegram()
     server = Server(tmp_path, telegram.env(SM_TELEGRAM_TOKEN="123456:revoked-token-xxxxxxxxxxxxxxxxxxxxxx"))
     try:
-        result = subprocess.run([SM_BOT], env=server.env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
-        assert result.returncode == 1
-        last = result.stderr.strip().splitlines()[-1]
-        assert last.startswith("sm-bot: Telegram: the token was refused") and "@BotFather" in last, result.stderr
-        assert "Traceback" not in result.stderr
-        assert not server.sock_path.exists()
+        server.start()
+        log = wait_for(lambda: (text := server.log.read_text()) and "sm-bot ready" in text and text, 20,
+                       message="sm-bot to be ready")
+        refused = [line for line in log.splitlines() if "the token was refused" in line]
+        assert len(refused) == 1 and "@BotFather" in refused[0] and "ERROR" in refused[0], log
+        assert "Traceback" not in log and "revoked-token" not in log
+        assert server.sm("status").returncode == 0
+        assert server.stop() == 0
+        assert not server.sock_path.exists()  # and no stale socket once it stops
     finally:
         server.close()
         telegram.close()
