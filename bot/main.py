@@ -10,19 +10,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import socket
 import sys
+from typing import Any
 
 from pydantic import ValidationError
 
 import hooks
 from bot.api.server import ApiServer
 from bot.logs import RedactSecrets, setup_logging
+from bot.command_line import parse as parse_args
 from bot.telegram.settings import TelegramSettings, load_telegram_settings
+from core import paths
 from core.config import Settings, load_settings
 from core.engine import Engine
 from core.store import StoreError
+from core.version import version
 
 log = logging.getLogger("sm")
 
@@ -67,17 +72,28 @@ async def run(settings: Settings, redactor: RedactSecrets | None = None,
         if redactor is not None:
             redactor.secrets.append(engine.owner_token)
         await api.start()
+        _record_where_it_listens(settings)
         if telegram_settings and telegram_settings.token:
             from bot.telegram.frontend import TelegramFrontEnd
 
             telegram = TelegramFrontEnd(engine, telegram_settings)
-            await telegram.start()
-            log.info("Telegram bot running (chat %s)", telegram_settings.chat_id)
+            refused = await _token_refused(telegram.bot)
+            if refused:  # a revoked token: say so once, and serve the CLI without the bot
+                await telegram.bot.session.close()
+                telegram = None
+                log.error("Telegram: %s; the bot is off, the API and the CLI keep working", refused)
+            else:
+                await telegram.start()
+                log.info("Telegram bot running (chat %s)", telegram_settings.chat_id)
         else:
             print(HEADLESS_BANNER.format(socket=settings.socket_path, state_dir=settings.state_dir),
                   file=sys.stderr, flush=True)
         log.info("sm-bot ready (%d live session(s))", engine.live_count())
-        await stop.wait()
+        # A signal, or the owner's `sm stop` (POST /shutdown): the same clean stop.
+        waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(engine.shutdown_requested())]
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for pending in waits:
+            pending.cancel()
         log.info("shutting down; agents keep running in tmux (socket %s)", settings.tmux_socket)
     finally:
         if telegram is not None:
@@ -85,6 +101,41 @@ async def run(settings: Settings, redactor: RedactSecrets | None = None,
         await api.stop()
         await engine.stop()
     return 0
+
+
+def _record_where_it_listens(settings: Settings) -> None:
+    """For CLIs without this process's environment (the socket may come from YAML)."""
+    if os.environ.get("SM_STATE_DIR") or os.environ.get("SM_SOCKET"):
+        return  # named by the environment, which the CLI shares; nothing to tell it
+    try:
+        paths.record_server(str(settings.state_dir), str(settings.socket_path), version())
+    except OSError as exc:
+        log.warning("could not record the socket's path in %s: %s", paths.server_record_path(), exc)
+
+
+async def _token_refused(bot: Any) -> str | None:
+    """Telegram's word on the token, when it is a definite no (401). Being unreachable is
+    not: at boot the network may come later, and polling retries on its own."""
+    from aiogram.exceptions import TelegramUnauthorizedError
+
+    try:
+        await bot.me()
+    except TelegramUnauthorizedError as exc:
+        return f"the token was refused ({exc.message}); get a new one from @BotFather"
+    except Exception as exc:
+        log.warning("Telegram is not reachable yet (%s); the bot will keep trying", exc)
+    return None
+
+
+def _token_problem(token: str) -> str | None:
+    from aiogram.utils.token import TokenValidationError, validate_token
+
+    try:
+        validate_token(token)
+    except TokenValidationError:
+        return ("telegram.token (SM_TELEGRAM_TOKEN) is not a bot token (a placeholder?); "
+                "get one from @BotFather: it looks like 123456789:AAH...")
+    return None
 
 
 def _describe(exc: ValidationError) -> str:
@@ -97,6 +148,7 @@ def _describe(exc: ValidationError) -> str:
 
 
 def main() -> None:
+    parse_args(sys.argv[1:])
     try:
         settings = load_settings()
         telegram_settings = load_telegram_settings()
@@ -105,6 +157,10 @@ def main() -> None:
         sys.exit(1)
     except ValueError as exc:
         print(f"sm-bot: bad configuration: {exc}", file=sys.stderr)
+        sys.exit(1)
+    problem = _token_problem(telegram_settings.token) if telegram_settings.token else None
+    if problem:
+        print(f"sm-bot: bad configuration: {problem}", file=sys.stderr)
         sys.exit(1)
     try:
         redactor = setup_logging(settings.log_level, settings.state_dir, [telegram_settings.token])

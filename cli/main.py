@@ -1,7 +1,10 @@
 """The `sm` commands.
 
-Plain text by default, `--json` for machines. Exit codes: 0 ok; 1 refused or
-failed (one line on stderr); 2 the server is not running.
+Plain text by default, `--json` for machines. Exit codes (the README lists
+them too): 0 ok; 1 refused or failed (one line on stderr), or `sm alone`
+found others, or `sm doctor` found a problem; 2 the server is not running;
+3 `sm service status`: installed but not running; 64 a usage error (EX_USAGE:
+an unknown command or option, a missing argument).
 """
 
 from __future__ import annotations
@@ -15,6 +18,9 @@ import click
 from cli import common
 from cli.client import segment
 from cli.common import call, emit_json, fail, table
+from cli.completion import SESSION
+
+EX_USAGE = 64
 
 
 def echo(text: str) -> None:
@@ -32,7 +38,7 @@ def read_text(text: str) -> str:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option("0.1.0", prog_name="sm")
+@click.version_option(package_name="sm", prog_name="sm")
 def cli() -> None:
     """sm: manage a swarm of coding agents in tmux.
 
@@ -68,7 +74,7 @@ def spawn(prompt: str, name: str | None, provider: str, workdir: str | None,
 
 
 @cli.command()
-@click.argument("session")
+@click.argument("session", type=SESSION)
 @click.argument("text")
 @click.option("--important", is_flag=True, help="Ahead of queued messages, at the next idle.")
 @click.option("--urgent", is_flag=True, help="Interrupt the agent and deliver now.")
@@ -82,7 +88,7 @@ def send(session: str, text: str, important: bool, urgent: bool) -> None:
 
 
 @cli.command()
-@click.argument("session")
+@click.argument("session", type=SESSION)
 @click.argument("seconds", type=float)
 def wait(session: str, seconds: float) -> None:
     """Return now; wake me with a message when SESSION is idle, or after SECONDS."""
@@ -91,7 +97,7 @@ def wait(session: str, seconds: float) -> None:
 
 
 @cli.command()
-@click.argument("session")
+@click.argument("session", type=SESSION)
 @click.argument("prompt", default="")
 def clear(session: str, prompt: str) -> None:
     """Clear SESSION's context, then send PROMPT if given."""
@@ -100,7 +106,7 @@ def clear(session: str, prompt: str) -> None:
 
 
 @cli.command()
-@click.argument("session")
+@click.argument("session", type=SESSION)
 def kill(session: str) -> None:
     """Kill SESSION (yourself or a descendant; the owner may kill any)."""
     out = call("DELETE", f"/sessions/{segment(session)}")
@@ -115,7 +121,7 @@ def children(as_json: bool) -> None:
 
 
 @cli.command()
-@click.argument("session")
+@click.argument("session", type=SESSION)
 @click.option("-n", "--lines", default=40, show_default=True, help="How many lines.")
 @click.option("--transcript", is_flag=True, help="The last assistant messages instead of the screen.")
 def output(session: str, lines: int, transcript: bool) -> None:
@@ -125,7 +131,7 @@ def output(session: str, lines: int, transcript: bool) -> None:
 
 
 @cli.command()
-@click.argument("session")
+@click.argument("session", type=SESSION)
 @click.option("--json", "as_json", is_flag=True)
 def what(session: str, as_json: bool) -> None:
     """A short summary of what SESSION is doing."""
@@ -134,7 +140,7 @@ def what(session: str, as_json: bool) -> None:
 
 
 @cli.command()
-@click.argument("session")
+@click.argument("session", type=SESSION)
 def attach(session: str) -> None:
     """Attach this terminal to SESSION's tmux session."""
     out = call("GET", f"/sessions/{segment(session)}")
@@ -143,6 +149,11 @@ def attach(session: str) -> None:
     command = out["attach"]
     if not sys.stdout.isatty() or not shutil.which(command[0]):
         click.echo(" ".join(command))
+        return
+    if os.environ.get("TMUX"):
+        from cli.completion import attach_from_tmux
+
+        click.echo(attach_from_tmux(out["name"], command))
         return
     os.execvp(command[0], command)
 
@@ -247,5 +258,25 @@ def hooks_install(directory: str) -> None:
     echo(f"{path}: added {added} hook(s)" if added else f"{path}: sm's hooks were already there")
 
 
+from cli.doctor import doctor  # noqa: E402
+from cli.server import logs, stop  # noqa: E402
+from cli.service import service  # noqa: E402
+
+for command in (doctor, stop, logs, service):
+    cli.add_command(command)
+
+
 def main() -> None:
-    cli()
+    """Run a command; usage errors exit 64 (EX_USAGE), so that 2 always means "server not running"."""
+    try:
+        code = cli.main(standalone_mode=False)
+    except click.UsageError as exc:
+        exc.show()
+        sys.exit(EX_USAGE)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        click.echo("Aborted!", err=True)
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)

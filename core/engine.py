@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 # The vocabulary a door may show or validate against.
 PROVIDER_NAMES: tuple[str, ...] = tuple(sorted(PROVIDERS))
 SEND_MODES: tuple[str, ...] = MODES
+__all__ = ["Engine", "HOOK_EVENTS", "PROVIDER_NAMES", "SEND_MODES"]
 
 WRITE_TOOLS = frozenset({"Write", "Edit", "MultiEdit", "NotebookEdit"})
 
@@ -109,6 +110,7 @@ class Engine:
         self._states.on_change(self._release_locks_of_the_gone)
         self._owner_token = ""
         self._drain_lock = asyncio.Lock()
+        self._shutdown = asyncio.Event()
 
     @classmethod
     async def open(cls, settings: Settings, **kwargs: Any) -> "Engine":
@@ -138,6 +140,16 @@ class Engine:
     def owner_token(self) -> str:
         """The owner's API token, e.g. for a door's log redaction; empty before start()."""
         return self._owner_token
+
+    def request_shutdown(self, caller: Caller) -> None:
+        """Ask the process to stop as SIGTERM would (agents keep running): the owner only."""
+        if not caller.is_owner:
+            raise Forbidden("only the owner can stop the server")
+        self._shutdown.set()
+
+    async def shutdown_requested(self) -> None:
+        """Returns when `request_shutdown` was called."""
+        await self._shutdown.wait()
 
     def health(self) -> dict[str, Any]:
         return {"ok": True, "sessions": self.live_count()}

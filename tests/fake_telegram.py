@@ -452,6 +452,8 @@ class _Chat:
     is_forum: bool = False
     user: dict[str, Any] | None = None
     can_manage_topics: bool = True
+    bot_status: str = "administrator"  # the bot's ChatMember status in a group
+    members: dict[int, dict[str, Any]] = field(default_factory=dict)  # users seen writing here
     blocked: bool = False
     next_message_id: int = 1
     topics: dict[int, _Topic] = field(default_factory=dict)
@@ -480,7 +482,8 @@ class FakeTelegram:
     Settings (plain attributes, change them any time): ``limits`` (:class:`Limits`),
     ``window_scale``, ``clock``, ``has_topics_enabled``, ``strict_ampersand``.
     Chats and users: ``user()``, ``add_forum_group()``, ``add_group()``, ``add_private_chat()``,
-    ``add_topic()`` (a topic made by a human), ``bot_can_manage_topics()``, ``block()``.
+    ``add_topic()`` (a topic made by a human), ``bot_can_manage_topics()``, ``set_bot_status()``,
+    ``block()``.
     Updates: ``send_text()``, ``press()``; ``updates`` is the unconfirmed queue.
     Failures: ``outage()``, ``fail_next()``.
     Reading back: ``calls`` [(method, params)] (accepted calls except getUpdates, JSON fields
@@ -545,6 +548,7 @@ class FakeTelegram:
             "deleteForumTopic": self._delete_forum_topic,
             "pinChatMessage": self._pin_chat_message, "unpinChatMessage": self._unpin_chat_message,
             "answerCallbackQuery": self._answer_callback_query, "getChat": self._get_chat,
+            "getChatMember": self._get_chat_member,
             "sendChatAction": self._send_chat_action,
         }
         self._method_names = {name.lower(): name for name in self._methods}
@@ -611,6 +615,10 @@ class FakeTelegram:
     def bot_can_manage_topics(self, chat_id: int, allowed: bool = True) -> None:
         self._chats[chat_id].can_manage_topics = allowed
 
+    def set_bot_status(self, chat_id: int, status: str) -> None:
+        """The bot's role in a group: "administrator" (default), "member", "left"..."""
+        self._chats[chat_id].bot_status = status
+
     def block(self, user_id: int, blocked: bool = True) -> None:
         """The user blocks the bot: sends to them get 403."""
         self._chats[user_id].blocked = blocked
@@ -643,6 +651,7 @@ class FakeTelegram:
             topic = chat.topics.get(thread_id)
             if topic is None or topic.deleted:
                 raise ValueError(f"no topic {thread_id} in chat {chat_id}")
+        chat.members.setdefault(user["id"], user)
         obj: dict[str, Any] = {"text": text}
         entities = self._command_entities(text)
         if entities:
@@ -1446,6 +1455,35 @@ class FakeTelegram:
                 "accepted_gift_types": {"unlimited_gifts": False, "limited_gifts": False,
                                         "unique_gifts": False, "premium_subscription": False,
                                         "gifts_from_channels": False}}
+
+    def _get_chat_member(self, params: dict[str, Any], request: Any) -> dict[str, Any]:
+        """A ChatMember as Telegram returns it: the bot's own role (an administrator carries
+        every can_* right, can_manage_topics among them), "member" for a user seen in the
+        chat, "left" for a user known elsewhere, and "user not found" for anyone else."""
+        chat = self._chat(params)
+        user_id = params.get("user_id")
+        if not isinstance(user_id, int):
+            raise _bad("invalid user_id specified")
+        if user_id == self.bot_id:
+            if chat.type == "private" or chat.bot_status != "administrator":
+                status = "member" if chat.type == "private" else chat.bot_status
+                return {"user": self.bot_user, "status": status}
+            rights = {name: True for name in (
+                "can_manage_chat", "can_change_info", "can_delete_messages", "can_invite_users",
+                "can_restrict_members", "can_pin_messages", "can_promote_members",
+                "can_manage_video_chats", "can_post_stories", "can_edit_stories", "can_delete_stories",
+                "can_send_welcome_messages")}
+            return {"user": self.bot_user, "status": "administrator", "can_be_edited": False,
+                    "is_anonymous": False, **rights, "can_manage_topics": chat.can_manage_topics}
+        if chat.type == "private" and chat.user and chat.user["id"] == user_id:
+            return {"user": chat.user, "status": "member"}
+        if user_id in chat.members:
+            return {"user": chat.members[user_id], "status": "member"}
+        for other in self._chats.values():
+            known = other.members.get(user_id) or (other.user if other.id == user_id else None)
+            if known:
+                return {"user": known, "status": "left"}
+        raise _bad("user not found")
 
     def _send_chat_action(self, params: dict[str, Any], request: Any) -> bool:
         chat = self._chat(params)

@@ -37,6 +37,8 @@ PUBLIC_MODULES = {
     "core.state",     # state types
     "core.events",    # event types
     "core.humanize",  # durations as people read them; pure, shared by the CLI and the bot
+    "core.version",   # the package version, from its metadata
+    "core.types",     # State, ReasonKind, Reason
 }
 # Modules a door may import only some names from: the engine's types.
 PUBLIC_NAMES = {
@@ -161,7 +163,7 @@ def test_the_engines_surface_is_the_contract_the_doors_are_written_against() -> 
         "send", "press_keys", "decide_permission", "caller_for_token", "caller_for_person",
         "subscribe", "health", "live_count", "spawn", "kill", "rename", "children", "others",
         "status", "wait", "clear", "lock", "unlock", "lock_list", "auto_lock", "hook", "drain_spool",
-        "open", "start", "stop", "settings", "owner_token", "door_store",
+        "open", "start", "stop", "settings", "owner_token", "door_store", "request_shutdown", "shutdown_requested",
     }
     assert engine_surface() == contract
 

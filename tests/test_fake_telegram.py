@@ -553,3 +553,26 @@ async def test_polling_survives_outage(fake: FakeTelegram, bot: Bot, mode: str) 
     finally:
         await dp.stop_polling()
         await asyncio.wait_for(polling, 5)
+
+
+async def test_get_chat_member_gives_the_bots_rights_as_aiogram_types(fake: FakeTelegram) -> None:
+    from aiogram.types import ChatMemberAdministrator, ChatMemberLeft, ChatMemberMember
+
+    fake.add_forum_group(GROUP)
+    async with make_bot(fake) as bot:
+        me = await bot.get_me()
+        admin = await bot.get_chat_member(GROUP, me.id)
+        assert isinstance(admin, ChatMemberAdministrator) and admin.can_manage_topics
+        fake.bot_can_manage_topics(GROUP, False)
+        admin = await bot.get_chat_member(GROUP, me.id)
+        assert isinstance(admin, ChatMemberAdministrator) and not admin.can_manage_topics
+        fake.set_bot_status(GROUP, "member")
+        assert isinstance(await bot.get_chat_member(GROUP, me.id), ChatMemberMember)
+        fake.send_text(GROUP, ANN, "hi")
+        assert isinstance(await bot.get_chat_member(GROUP, ANN["id"]), ChatMemberMember)
+        fake.add_forum_group(-100999, "other")
+        assert isinstance(await bot.get_chat_member(-100999, ANN["id"]), ChatMemberLeft)
+        with pytest.raises(TelegramBadRequest, match="user not found"):
+            await bot.get_chat_member(GROUP, STRANGER["id"])
+        with pytest.raises(TelegramBadRequest, match="chat not found"):
+            await bot.get_chat_member(-100555, me.id)

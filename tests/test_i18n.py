@@ -24,3 +24,26 @@ def test_every_bot_string_is_in_the_catalogs_and_translated(tmp_path: Path) -> N
     untranslated = [m.id for m in read_po((ROOT / "locales/ru/LC_MESSAGES/sm.po").open("rb"))
                     if m.id and not m.string]
     assert untranslated == []
+
+
+def test_catalogs_load_from_the_po_files_alone_and_reach_gettext(tmp_path: Path) -> None:
+    # An installed sm ships only the .po files (a read-only site-packages gets no .mo).
+    import shutil
+
+    from aiogram.utils.i18n import gettext as _
+
+    from bot.telegram.i18n import DOMAIN, PoI18n
+    from locales import PATH
+
+    for po in PATH.glob("*/LC_MESSAGES/sm.po"):
+        target = tmp_path / po.relative_to(PATH)
+        target.parent.mkdir(parents=True)
+        shutil.copy(po, target)
+    tmp_path.chmod(0o555)  # nothing can be compiled beside them
+    i18n = PoI18n(path=tmp_path, default_locale="ru", domain=DOMAIN)
+    assert sorted(i18n.locales) == ["en", "ru"]
+    assert list(tmp_path.glob("*/LC_MESSAGES/*.mo")) == []
+    with i18n.context():
+        assert _("Allow") == "Разрешить"
+        with i18n.use_locale("en"):
+            assert _("Allow") == "Allow"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
@@ -25,6 +26,7 @@ from bot.api.openapi import docs_html, openapi_spec
 from core.engine import Engine
 from core.errors import ErrorKind, Invalid, SmError
 from core.lifecycle import Caller
+from core.version import version
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +167,13 @@ class Route:
 
 
 async def health(c: Call) -> Any:
-    return c.engine.health()
+    return {**c.engine.health(), "version": version()}
+
+
+async def shutdown(c: Call) -> Any:
+    """Stop sm-bot as SIGTERM does (agents keep running, adopted on the next start)."""
+    c.engine.request_shutdown(c.caller)
+    return {"stopping": True, "pid": os.getpid()}
 
 
 async def whoami(c: Call) -> Any:
@@ -299,6 +307,8 @@ K = ErrorKind
 ROUTES: tuple[Route, ...] = (
     Route("GET", "/health", "Liveness and number of live sessions", health, response=m.Health),
     Route("GET", "/me", "Who the token belongs to", whoami, response=m.SessionOut | m.Owner),
+    Route("POST", "/shutdown", "Owner only: stop sm-bot as SIGTERM does; agents keep running", shutdown,
+          response=m.Stopping, status=202, errors=(ErrorKind.FORBIDDEN,)),
     Route("GET", "/status", "Sessions, queue depths, locks and undelivered messages", status,
           response=m.Status),
     Route("GET", "/sessions", "Live sessions", list_sessions, query=m.SessionsQuery,

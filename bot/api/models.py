@@ -108,6 +108,12 @@ class ErrorOut(BaseModel):
 class Health(Reply):
     ok: bool
     sessions: int = Field(description="live sessions")
+    version: str = Field(description="the server's version (sm doctor compares it with the CLI's)")
+
+
+class Stopping(Reply):
+    stopping: bool
+    pid: int
 
 
 class SessionOut(Reply):

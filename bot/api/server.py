@@ -44,3 +44,6 @@ class ApiServer:
         if self._runner:
             await self._runner.cleanup()
             self._runner = None
+            # asyncio leaves the socket file behind; a CLI would then be told
+            # "connection refused" instead of "not running".
+            self._engine.settings.socket_path.unlink(missing_ok=True)
