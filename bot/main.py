@@ -23,7 +23,7 @@ from bot.api.server import ApiServer
 from bot.logs import RedactSecrets, setup_logging
 from bot.command_line import parse as parse_args
 from bot.telegram.settings import TelegramSettings, load_telegram_settings
-from core import paths
+from core import environment, paths
 from core.config import Settings, load_settings
 from core.engine import Engine
 from core.store import StoreError
@@ -161,6 +161,15 @@ def main() -> None:
     problem = _token_problem(telegram_settings.token) if telegram_settings.token else None
     if problem:
         print(f"sm-bot: bad configuration: {problem}", file=sys.stderr)
+        sys.exit(1)
+    # The settings hold what they need: sm's secrets leave the environment now, so
+    # the tmux server (and every agent in it) never inherits them.
+    environment.scrub(os.environ, settings.env_deny)
+    try:
+        paths.secure_tree(str(settings.state_dir))
+    except OSError as exc:
+        print(f"sm-bot: the state dir {settings.state_dir} must be private (0700) and cannot be made so: {exc}",
+              file=sys.stderr)
         sys.exit(1)
     try:
         redactor = setup_logging(settings.log_level, settings.state_dir, [telegram_settings.token])

@@ -28,12 +28,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, ClassVar
+import json
+from typing import Annotated, Any, ClassVar
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
@@ -172,8 +174,23 @@ class Settings(SmSettings):
     # `sm what`: command given the context on stdin; its stdout is the summary.
     summarizer_command: str = "claude -p --model haiku"
     summarizer_timeout: float = 20.0
+    # Caps on spawning, so a looping agent can't fill the machine (refused with a clear message).
+    max_sessions: int = Field(100, ge=1)       # live sessions in total
+    max_children: int = Field(20, ge=1)        # live children of one parent
+    max_spawn_depth: int = Field(5, ge=1)      # generations below the owner
+    # Extra environment variables kept from agents, as shell patterns (sm's own secrets
+    # always are): JSON or comma-separated, e.g. "AWS_SECRET_*,MY_CORP_TOKEN".
+    env_deny: Annotated[list[str], NoDecode] = []
     # Logging level for sm-bot.
     log_level: str = "INFO"
+
+    @field_validator("env_deny", mode="before")
+    @classmethod
+    def _patterns(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            return json.loads(text) if text.startswith("[") else [p.strip() for p in text.split(",") if p.strip()]
+        return value
 
     @field_validator("log_level", mode="after")
     @classmethod

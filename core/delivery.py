@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import hashlib
 import logging
+import os
 import time
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -60,6 +62,17 @@ class DeliveryTuning:
     def rules(self) -> rules.Tuning:
         names = {f.name for f in fields(rules.Tuning)}
         return rules.Tuning(**{k: v for k, v in vars(self).items() if k in names})
+
+
+def sender_label(label: str) -> str:
+    """A sender's name as it may appear in a header: one line, no brackets, bounded.
+
+    A person's Telegram name can hold a newline (a shell would run the rest as
+    a command) or a `]` (a fake end of the header).
+    """
+    text = "".join(ch if ch.isprintable() else " " for ch in label)
+    text = " ".join(text.replace("[", "(").replace("]", ")").split())
+    return text[:80] or "?"
 
 
 def undeliverable(session: Session) -> bool:
@@ -290,14 +303,20 @@ class Delivery:
         size = len(body.encode("utf-8"))
         if size > self.tuning.inline_bytes:
             # Rendered again on every check of a submitted prompt: write it once.
-            path = self._files_dir / f"message-{message.id}.txt"
+            # Named by its content too: a file left from an older database is never
+            # taken for this message.
+            digest = hashlib.sha256(message.body.encode("utf-8")).hexdigest()[:12]
+            path = self._files_dir / f"message-{message.id}-{digest}.txt"
             if not path.exists():
-                self._files_dir.mkdir(parents=True, exist_ok=True)
-                path.write_text(body, encoding="utf-8")
-            body = f"(a {size}-byte message; read it from {path})"
-        if message.sender_label == "sm":
-            return provider.header_prefix + body  # already starts with "[sm]"
-        who = message.sender_label
+                self._files_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                    fh.write(body)
+            # For a shell the notice is a comment too, or bash would run it.
+            body = f"{provider.header_prefix}(a {size}-byte message; read it from {path})"
+        if message.sender_id is None and message.sender_label == "sm":
+            return provider.header_prefix + body  # sm's own wake-ups already start with "[sm]"
+        who = sender_label(message.sender_label)
         if message.sender_id:
             who = f"{who} ({message.sender_id})"
         return provider.with_header(f"[from {who}]", body)

@@ -21,8 +21,8 @@ from typing import Any, Callable
 from core import spool
 from core.config import Settings
 from core.delivery import Delivery, DeliveryTuning
-from core.errors import Conflict, Forbidden, Invalid
-from core.events import EventBus, Subscription
+from core.errors import Conflict, Forbidden, Invalid, LimitReached
+from core.events import Event, EventBus, Subscription
 from core.hookevents import HOOK_EVENTS, HookEvents, SessionStart, Stop, parse_hook
 from core.lifecycle import Caller, Lifecycle
 from core.locks import Lock, Locks
@@ -36,7 +36,7 @@ from core.store import Store
 from core.text import check_text
 from core.tmux import Tmux
 from core.waits import Waits
-from core.what import fallback_summary, last_assistant_messages, summarize
+from core.what import Summaries, fallback_summary, last_assistant_messages, summarize
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +111,7 @@ class Engine:
         self._owner_token = ""
         self._drain_lock = asyncio.Lock()
         self._shutdown = asyncio.Event()
+        self._summaries = Summaries(ttl=10.0)
 
     @classmethod
     async def open(cls, settings: Settings, **kwargs: Any) -> "Engine":
@@ -201,12 +202,33 @@ class Engine:
             raise Invalid("--wait wakes the calling agent with a message; run it inside a session sm started")
         if prompt:
             prompt = check_text(prompt, self.settings.max_message_bytes)
+        self._check_spawn_caps(caller)
         session = await self._lifecycle.spawn(caller, prompt, name=name, provider=provider,
                                               workdir=workdir)
         self._monitor.poke()
         if wait and caller.session and session.state != State.ERRORED:
             await self._waits.add(caller.session, session, wait, kind="spawn")
         return session
+
+    def _check_spawn_caps(self, caller: Caller) -> None:
+        live = self._registry.live()
+        if len(live) >= self.settings.max_sessions:
+            raise LimitReached(f"{len(live)} sessions are live, the most sm runs at once (SM_MAX_SESSIONS); "
+                               "kill one first")
+        children = [s for s in live if s.parent_id == caller.id]
+        if len(children) >= self.settings.max_children:
+            raise LimitReached(f"{caller.label} already has {len(children)} live children, the most one parent "
+                               "may have (SM_MAX_CHILDREN); wait for one to finish, or kill one")
+        depth = self._registry.depth(caller.session) + 1 if caller.session else 1
+        if depth > self.settings.max_spawn_depth:
+            raise LimitReached(f"a child of {caller.label} would be {depth} generations deep, deeper than "
+                               f"SM_MAX_SPAWN_DEPTH ({self.settings.max_spawn_depth}); ask your parent instead")
+
+    def _check_may_read(self, caller: Caller, target: Session) -> None:
+        """An agent reads only itself and its descendants (screens, summaries, transcripts)."""
+        if caller.is_owner or self._registry.is_self_or_descendant(target, caller.id or ""):
+            return
+        raise Forbidden(f"{caller.label} may not read {target.label}: only itself and its descendants")
 
     async def kill(self, caller: Caller, ref: str) -> Session:
         target = await self.session(caller, ref)
@@ -314,6 +336,7 @@ class Engine:
     async def output(self, caller: Caller, ref: str, lines: int = 40, transcript: bool = False) -> str:
         """The tail of a session's screen, or its last assistant messages (`transcript`)."""
         target = await self.session(caller, ref)
+        self._check_may_read(caller, target)
         if transcript:
             messages = last_assistant_messages(target.transcript_path, max(1, min(lines, 20)))
             if not messages:
@@ -328,8 +351,13 @@ class Engine:
         return "\n".join(out[-lines:])
 
     async def what(self, caller: Caller, ref: str) -> dict[str, Any]:
-        """A short summary of what a session is doing: by the summarizer, else from its state."""
+        """A short summary of what a session is doing: by the summarizer, else from its state.
+
+        The summarizer (a paid model call) runs once per session at a time, and
+        its summary is reused for 10 s; the fallback is always fresh.
+        """
         target = await self.session(caller, ref)
+        self._check_may_read(caller, target)
         last = last_assistant_messages(target.transcript_path, 3)
         screen = ""
         if target.live and target.pane_id:
@@ -342,8 +370,8 @@ class Engine:
             "Summarize in two sentences what this coding agent is doing now.\n\n"
             + fallback + "\n\nRecent messages:\n" + "\n---\n".join(last)
         )
-        summary = await summarize(self.settings.summarizer_command, context,
-                                  self.settings.summarizer_timeout)
+        summary = await self._summaries.get(target.id, lambda: summarize(
+            self.settings.summarizer_command, context, self.settings.summarizer_timeout))
         return {"session": target.id, "name": target.name, "state": target.state,
                 "summary": summary or fallback, "source": "summarizer" if summary else "fallback"}
 
@@ -357,9 +385,17 @@ class Engine:
     def subscribe(self, caller: Caller) -> Subscription:
         """Every engine event from now on (see core.events); `with engine.subscribe(c) as events: async for ...`.
 
-        Any caller may watch, as the bot's mirror and `GET /events` do.
+        The owner (the bot's mirror, `GET /events` with the owner token) sees every
+        event; an agent sees only the events of itself and its descendants.
         """
-        return self._bus.subscribe()
+        if caller.is_owner:
+            return self._bus.subscribe()
+        me = caller.id or ""
+
+        def mine(event: Event) -> bool:
+            return bool(event.session) and self._registry.descends_from(event.session or "", me)
+
+        return self._bus.subscribe(only=mine)
 
     # -- locks -----------------------------------------------------------------------
 

@@ -15,6 +15,8 @@ class ErrorKind(StrEnum):
     TOO_LARGE = "too large"      # over a configured size limit
     CONFLICT = "conflict"        # taken by someone else (a name, a lock)
     UNAVAILABLE = "unavailable"  # tmux or another part sm drives is not answering
+    MALFORMED = "malformed"      # the request itself could not be read (not JSON, nested too deeply)
+    LIMIT = "limit"              # a configured cap is reached (sessions, children, depth)
 
 
 class SmError(Exception):
@@ -39,6 +41,14 @@ class TooLarge(SmError):
 
 class Conflict(SmError):
     kind = ErrorKind.CONFLICT
+
+
+class Malformed(SmError):
+    kind = ErrorKind.MALFORMED
+
+
+class LimitReached(SmError):
+    kind = ErrorKind.LIMIT
 
 
 class Unavailable(SmError):

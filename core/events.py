@@ -161,11 +161,15 @@ EVENT_TYPES: dict[str, type[Event]] = _all_event_types()
 class EventBus:
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._subscribers: set[asyncio.Queue[Event]] = set()
+        self._filters: dict[asyncio.Queue[Event], Callable[[Event], bool]] = {}
         self._clock = clock
 
     def publish(self, event: Event) -> Event:
         event.at = self._clock()
         for queue in list(self._subscribers):
+            only = self._filters.get(queue)
+            if only is not None and not only(event):
+                continue
             try:
                 queue.put_nowait(event)
             except asyncio.QueueFull:
@@ -175,19 +179,26 @@ class EventBus:
                 log.warning("event subscriber is not keeping up; dropped its oldest event")
         return event
 
-    def subscribe(self, maxsize: int = 10000) -> "Subscription":
-        """Events from now on; use as `with bus.subscribe() as events: async for ...`."""
-        return Subscription(self._subscribers, maxsize)
+    def subscribe(self, maxsize: int = 10000, only: Callable[[Event], bool] | None = None) -> "Subscription":
+        """Events from now on (those `only` accepts); `with bus.subscribe() as events: async for ...`."""
+        subscription = Subscription(self._subscribers, maxsize)
+        if only is not None:
+            self._filters[subscription.queue] = only
+            subscription.on_close = lambda: self._filters.pop(subscription.queue, None)
+        return subscription
 
 
 class Subscription:
     def __init__(self, subscribers: set[asyncio.Queue[Event]], maxsize: int) -> None:
         self._subscribers = subscribers
         self.queue: asyncio.Queue[Event] = asyncio.Queue(maxsize=maxsize)
+        self.on_close: Callable[[], object] | None = None
         subscribers.add(self.queue)
 
     def close(self) -> None:
         self._subscribers.discard(self.queue)
+        if self.on_close is not None:
+            self.on_close()
 
     def __enter__(self) -> "Subscription":
         return self

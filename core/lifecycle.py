@@ -131,6 +131,8 @@ class Lifecycle:
         workdir: str | None = None,
     ) -> Session:
         provider_obj = get_provider(provider)
+        if workdir and any(not ch.isprintable() for ch in workdir):
+            raise Invalid("the working directory holds control characters (a newline?); give a plain path")
         workdir = os.path.abspath(os.path.expanduser(workdir or (caller.session.workdir if caller.session else os.getcwd())))
         if not os.path.isdir(workdir):
             raise Invalid(f"working directory {workdir} does not exist")
@@ -169,6 +171,13 @@ class Lifecycle:
             text = str(exc) if str(exc).startswith("failed to start") else f"failed to start: {exc}"
             await self._states.set(session, State.ERRORED, Reason(ReasonKind.START_FAILED, text),
                                    source="spawn")
+            # Nothing of a failed start may live on: no half-made tmux session, no valid token.
+            self.token_file(session.id).unlink(missing_ok=True)
+            await self._registry.update(session, token_hash=f"revoked:{session.id}")
+            try:
+                await self._tmux.kill_session(session.tmux_session)
+            except Exception:
+                log.warning("could not remove the tmux session of a failed start (%s)", session.label)
             return session
         await self._registry.update(session, pane_id=pane_id)
         if prompt.strip():

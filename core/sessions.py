@@ -144,6 +144,28 @@ class SessionRegistry:
     def children(self, parent_id: str | None) -> list[Session]:
         return [s for s in self.live() if s.parent_id == parent_id]
 
+    def depth(self, session: Session) -> int:
+        """Generations below the owner: 1 for a session the owner started."""
+        depth, current, seen = 0, session.id, set()
+        parents = dict(self._parents)
+        parents[session.id] = session.parent_id
+        while current and current not in seen:
+            seen.add(current)
+            depth += 1
+            current = parents.get(current)
+        return depth
+
+    def descends_from(self, session_id: str, ancestor_id: str) -> bool:
+        """`session_id` is `ancestor_id` or below it, the dead included (by id)."""
+        seen: set[str] = set()
+        current: str | None = session_id
+        while current and current not in seen:
+            if current == ancestor_id:
+                return True
+            seen.add(current)
+            current = self._parents.get(current)
+        return False
+
     def is_self_or_descendant(self, candidate: Session, ancestor_id: str) -> bool:
         seen: set[str] = set()
         current: str | None = candidate.id

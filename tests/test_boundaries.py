@@ -31,6 +31,8 @@ PUBLIC_MODULES = {
     "core.engine",    # Engine, and the vocabulary it re-exports
     "core.config",
     "core.paths",
+    "core.environment",  # which variables are sm's secrets (kept from agents)
+    "core.peer",      # who is on the other end of the socket, from the kernel
     "core.errors",
     "core.store",     # for a door's own tables
     "core.spool",     # the hooks write events here while the server is down

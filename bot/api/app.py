@@ -24,7 +24,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from bot.api import models as m
 from bot.api.openapi import docs_html, openapi_spec
 from core.engine import Engine
-from core.errors import ErrorKind, Invalid, SmError
+from core.errors import ErrorKind, Invalid, Malformed, SmError
 from core.lifecycle import Caller
 from core.version import version
 
@@ -44,6 +44,8 @@ STATUS = {
     ErrorKind.TOO_LARGE: 413,
     ErrorKind.CONFLICT: 409,
     ErrorKind.UNAVAILABLE: 503,
+    ErrorKind.MALFORMED: 400,
+    ErrorKind.LIMIT: 429,
 }
 
 
@@ -59,6 +61,11 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return error(STATUS[exc.kind], str(exc))
     except web.HTTPRequestEntityTooLarge as exc:
         return error(413, f"request body too large: {exc.text}")
+    except ConnectionResetError:
+        # The client went away mid-request (a killed `sm`, a hook timing out): nothing
+        # to answer, and nothing went wrong here.
+        log.debug("client disconnected during %s %s", request.method, request.path)
+        return error(400, "client disconnected")
     except web.HTTPException as exc:
         if exc.status >= 400:
             return error(exc.status, exc.reason)
@@ -101,15 +108,21 @@ def validated(model: type[BaseModel], data: Any, what: str = "field") -> Any:
         raise Invalid("; ".join(_problem(err, what) for err in exc.errors())) from None
 
 
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
 async def read_body(request: web.Request, model: type[BaseModel]) -> Any:
     data: Any = {}
     if request.can_read_body:
         try:
-            data = json.loads(await request.read())
+            data = json.loads(await request.read(), parse_constant=_refuse_constant)
         except ValueError:  # UnicodeDecodeError included
-            raise Invalid("request body must be JSON") from None
+            raise Malformed("request body must be JSON") from None
+        except RecursionError:
+            raise Malformed("request body is nested too deeply") from None
         if not isinstance(data, dict):
-            raise Invalid("request body must be a JSON object")
+            raise Malformed("request body must be a JSON object")
     return validated(model, data)
 
 

@@ -27,13 +27,23 @@ def _utf8(value: str) -> str:
     return value
 
 
+def _no_control(value: str) -> str:
+    # A path with a newline or an escape byte reaches tmux and a shell as two lines.
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        raise PydanticCustomError("control", "control characters are not allowed here")
+    return value
+
+
 Text = Annotated[str, AfterValidator(_utf8)]
+Line = Annotated[str, AfterValidator(_utf8), AfterValidator(_no_control)]
+WEEK = 7 * 24 * 3600
+Seconds = Annotated[float, Field(gt=0, le=WEEK, allow_inf_nan=False)]
 Provider = Literal[PROVIDER_NAMES]  # type: ignore[valid-type]
 Mode = Literal[SEND_MODES]  # type: ignore[valid-type]
 
 
 class Request(BaseModel):
-    model_config = ConfigDict(strict=True)
+    model_config = ConfigDict(strict=True, allow_inf_nan=False)
 
 
 class Query(BaseModel):
@@ -49,15 +59,15 @@ class Reply(BaseModel):
 
 class SpawnBody(Request):
     prompt: Text = Field("", description="the agent's first input; empty: none")
-    name: Text | None = Field(None, description="letters, digits, . _ -; default: <provider>-<id>")
+    name: Line | None = Field(None, description="letters, digits, . _ -; default: <provider>-<id>")
     provider: Provider = "claude"
-    dir: Text | None = Field(None, description="working directory; default: the caller's")
-    wait: float | None = Field(None, description="wake the calling agent when the new one is idle, "
-                                                 "or after this many seconds")
+    dir: Line | None = Field(None, description="working directory; default: the caller's")
+    wait: Seconds | None = Field(None, description="wake the calling agent when the new one is idle, "
+                                                   "or after this many seconds (at most a week)")
 
 
 class RenameBody(Request):
-    name: Text
+    name: Line
 
 
 class SendBody(Request):
@@ -66,7 +76,7 @@ class SendBody(Request):
 
 
 class WatchBody(Request):
-    seconds: float = Field(description="wake the caller at the latest after this many seconds")
+    seconds: Seconds = Field(description="wake the caller at the latest after this many seconds (at most a week)")
 
 
 class ClearBody(Request):
@@ -83,12 +93,12 @@ class SessionsQuery(Query):
 
 
 class OutputQuery(Query):
-    lines: int = 40
+    lines: int = Field(40, ge=1, le=10_000)
     transcript: bool = Field(False, description="the last assistant messages instead of the screen")
 
 
 class UnlockQuery(Query):
-    workspace: str | None = Field(None, description="owner only: release this workspace's lock")
+    workspace: Line | None = Field(None, description="owner only: release this workspace's lock")
 
 
 class HookPayload(BaseModel):

@@ -1,7 +1,7 @@
 """Inline keyboards and their callback data (aiogram CallbackData factories).
 
 Callback data stays far inside Telegram's 64 bytes: a short prefix, an action
-of a few letters and a 6-character session id (e.g. `s:kill:a1b2c3:1`). The
+of a few letters and a 6-character session id (e.g. `s:kill:a1b2c3:9f2c41d07a3e`). The
 enums' values are what buttons already posted carry, so they must not change.
 """
 
@@ -40,7 +40,7 @@ CONFIRM_FIRST = frozenset({Action.clear, Action.kill})
 class SessionAction(CallbackData, prefix="s"):
     action: Action
     sid: str
-    confirmed: bool = False
+    nonce: str = ""  # a Kill or Clear confirmation's one-time nonce (bot/telegram/confirmations.py)
 
 
 def card_keyboard(session_id: str, labels: dict[Action, str]) -> InlineKeyboardMarkup:
@@ -51,9 +51,9 @@ def card_keyboard(session_id: str, labels: dict[Action, str]) -> InlineKeyboardM
     return builder.as_markup()
 
 
-def confirm_keyboard(action: Action, session_id: str, yes: str, no: str) -> InlineKeyboardMarkup:
+def confirm_keyboard(action: Action, session_id: str, nonce: str, yes: str, no: str) -> InlineKeyboardMarkup:
     builder = InlineKeyboardBuilder()
-    builder.button(text=yes, callback_data=SessionAction(action=action, sid=session_id, confirmed=True))
+    builder.button(text=yes, callback_data=SessionAction(action=action, sid=session_id, nonce=nonce))
     builder.button(text=no, callback_data=SessionAction(action=Action.status, sid=session_id))
     return builder.as_markup()
 

@@ -293,7 +293,9 @@ class Mirror:
             return
         if event.origin == "telegram":
             return  # the person's own input: acknowledged where they typed it
-        arrow = f"<b>{esc(event.sender_label)} → {esc(target.name)}</b>"
+        # An agent is named with its id (names can be chosen to look like anyone); people by name.
+        sender = f"{event.sender_label} ({event.sender})" if event.sender else event.sender_label
+        arrow = f"<b>{esc(sender)} → {esc(target.name)}</b>"
         if event.mode != "sequential":
             arrow += f" ({esc(event.mode)})"
         text, was_cut = cut(event.text)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiogram.types import InlineKeyboardMarkup, Message
 
 from bot.telegram.background import Background
+from bot.telegram.confirmations import Confirmations
 from bot.telegram.mirror import Mirror
 from bot.telegram.outbox import Outbox
 from bot.telegram.prompts import PermissionPrompts
@@ -28,6 +29,18 @@ class BotServices:
     prompts: PermissionPrompts
     background: Background
     settings: TelegramSettings
+    confirmations: Confirmations = field(default_factory=Confirmations)
+
+    async def is_bound(self, chat_id: int, message: Any, session_id: str) -> bool:
+        """A button acts only on the session of the message it is on: one sm posted
+        for that session, or one in that session's topic."""
+        if message is None:
+            return False
+        if await self.topics.session_of_message(chat_id, message.message_id) == session_id:
+            return True
+        topic = await self.topics.get(session_id)
+        return bool(topic and topic.chat_id == chat_id and topic.thread_id
+                    and getattr(message, "message_thread_id", None) == topic.thread_id)
 
     async def topic_session(self, message: Message, caller: Caller) -> Session | None:
         """The session whose topic this message is in, if any."""

@@ -27,7 +27,11 @@ router = Router(name="buttons")
 
 
 async def _session(query: CallbackQuery, data: SessionAction, tg: BotServices, caller: Caller) -> Session | None:
-    """The button's session; an alert instead when it is gone."""
+    """The button's session; an alert instead when it is gone, or when the button
+    is not on a message of that session (forged or copied callback data)."""
+    if data.action != Action.status and not await tg.is_bound(_chat(query, tg), query.message, data.sid):
+        await query.answer(_("This button does not belong to that session."), show_alert=True)
+        return None
     try:
         return await tg.engine.session(caller, data.sid)
     except SmError as exc:
@@ -35,11 +39,21 @@ async def _session(query: CallbackQuery, data: SessionAction, tg: BotServices, c
         return None
 
 
+async def _confirmed(query: CallbackQuery, data: SessionAction, tg: BotServices, caller: Caller) -> bool:
+    """A "Yes" press whose one-time nonce the bot issued for this action, session and chat."""
+    if await _session(query, data, tg, caller) is None:
+        return False
+    if not tg.confirmations.take(data.nonce, data.action.value, data.sid, _chat(query, tg)):
+        await query.answer(_("This confirmation has expired; press the button again."), show_alert=True)
+        return False
+    return True
+
+
 def _chat(query: CallbackQuery, tg: BotServices) -> int:
     return query.message.chat.id if query.message else tg.mirror.chat_id
 
 
-@router.callback_query(SessionAction.filter(F.action.in_(CONFIRM_FIRST) & ~F.confirmed))
+@router.callback_query(SessionAction.filter(F.action.in_(CONFIRM_FIRST) & ~F.nonce))
 async def confirm(query: CallbackQuery, callback_data: SessionAction, tg: BotServices, caller: Caller) -> None:
     """Kill and clear ask first, with Yes / No buttons."""
     session = await _session(query, callback_data, tg, caller)
@@ -47,12 +61,16 @@ async def confirm(query: CallbackQuery, callback_data: SessionAction, tg: BotSer
         return
     await query.answer()
     question = _("Kill {name}?") if callback_data.action == Action.kill else _("Clear {name}'s context?")
-    await tg.post(_chat(query, tg), session, question.format(name=f"<b>{esc(session.name)}</b>"),
-                  confirm_keyboard(callback_data.action, session.id, _("Yes"), _("No")))
+    chat_id = _chat(query, tg)
+    nonce = tg.confirmations.issue(callback_data.action.value, session.id, chat_id)
+    await tg.post(chat_id, session, question.format(name=f"<b>{esc(session.name)}</b>"),
+                  confirm_keyboard(callback_data.action, session.id, nonce, _("Yes"), _("No")))
 
 
-@router.callback_query(SessionAction.filter((F.action == Action.kill) & F.confirmed))
+@router.callback_query(SessionAction.filter((F.action == Action.kill) & F.nonce))
 async def kill(query: CallbackQuery, callback_data: SessionAction, tg: BotServices, caller: Caller) -> None:
+    if not await _confirmed(query, callback_data, tg, caller):
+        return
     try:
         await tg.engine.kill(caller, callback_data.sid)
     except SmError as exc:
@@ -61,8 +79,10 @@ async def kill(query: CallbackQuery, callback_data: SessionAction, tg: BotServic
     await query.answer(_("Killed"))
 
 
-@router.callback_query(SessionAction.filter((F.action == Action.clear) & F.confirmed))
+@router.callback_query(SessionAction.filter((F.action == Action.clear) & F.nonce))
 async def clear(query: CallbackQuery, callback_data: SessionAction, tg: BotServices, caller: Caller) -> None:
+    if not await _confirmed(query, callback_data, tg, caller):
+        return
     try:
         await tg.engine.clear(caller, callback_data.sid)
     except SmError as exc:
@@ -127,6 +147,9 @@ async def permission(query: CallbackQuery, callback_data: PermissionDecision, tg
 
 @router.callback_query(DialogKey.filter())
 async def dialog_key(query: CallbackQuery, callback_data: DialogKey, tg: BotServices, caller: Caller) -> None:
+    if not await tg.is_bound(_chat(query, tg), query.message, callback_data.sid):
+        await query.answer(_("This button does not belong to that session."), show_alert=True)
+        return
     try:
         await tg.engine.press_keys(caller, callback_data.sid, callback_data.key, origin="telegram")
     except SmError as exc:
