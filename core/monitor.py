@@ -191,6 +191,8 @@ class Monitor:
             self._hot.clear()
             return
         full = self._full_scan or now - self._last_full >= self._net_interval()
+        # Taken before any await: a report arriving during this look waits for the next.
+        reported, self._reported = self._reported, set()
         try:
             if full:
                 self._full_scan = False
@@ -198,15 +200,15 @@ class Monitor:
                 panes = await self._list_panes()
                 looks = sessions
             else:
-                looks = [s for s in sessions if self._due(s, now)]
+                looks = [s for s in sessions if self._due(s, now, reported)]
                 panes = await self._panes([s.pane_id or "" for s in looks])
         except Unavailable as exc:
+            self._reported |= reported
             if not self._tmux_down:
                 log.error("tmux is not answering: %s", exc)
                 self._tmux_down = True
             return
         self._tmux_down = False
-        reported, self._reported = self._reported, set()
         for pane in panes.values():
             self._window_pane[pane.window_id] = pane.pane_id
         rearm: list[Session] = []
@@ -221,6 +223,8 @@ class Monitor:
             if pane.dead:
                 await self._pane_died(session, pane)
                 continue
+            if pane_id in reported:
+                log.debug("%s: reported, alive (%s)", session.label, pane.current_command)
             changed = self._activity.get(pane_id) != pane.activity
             self._activity[pane_id] = pane.activity
             # A hooked agent's output matters only while it starts: after that
@@ -255,9 +259,9 @@ class Monitor:
         if full and self._events.connected:
             await self._events.clear_typed()
 
-    def _due(self, session: Session, now: float) -> bool:
+    def _due(self, session: Session, now: float, reported: set[str]) -> bool:
         pane = session.pane_id or ""
-        if pane in self._reported or session.state == "starting" or session.id in self._dead_since:
+        if pane in reported or session.state == "starting" or session.id in self._dead_since:
             return True
         if pane in self._hot:
             since = self._hot[pane]

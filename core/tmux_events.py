@@ -210,6 +210,7 @@ class TmuxEvents:
         self._typed += text
         *lines, self._typed = self._typed.replace("\r", "").split("\n")
         for line in lines:
+            log.debug("tmux event %r", line)
             kind, _, arg = line.strip().partition(" ")
             if kind in ("died", "activity", "closed"):
                 try:
