@@ -60,6 +60,7 @@ DEAD_STATUS_WAIT = 0.5
 DEAD_RECHECK = 0.05
 FALLBACK_POLL = 0.5
 RECONNECT_EVERY = 5.0
+NET_FORMAT = PANE_FORMAT.replace("#{pane_current_command}", "")
 
 
 class Monitor:
@@ -178,8 +179,9 @@ class Monitor:
 
     @staticmethod
     def _rechecked(session: Session) -> bool:
-        """Busy or waiting, and only the screen can say when that ends if a hook is lost."""
-        return session.state in ("busy", "waiting") and session.provider != "shell"
+        """Busy or waiting: looked at every RECHECK_EVERY, in case the hook or the
+        event that ends it is lost (a shell's look is one query, no capture)."""
+        return session.state in ("busy", "waiting")
 
     # -- one look ----------------------------------------------------------------------
 
@@ -197,11 +199,19 @@ class Monitor:
             if full:
                 self._full_scan = False
                 self._last_full = now
-                panes = await self._list_panes()
+                panes, brief = await self._list_panes()
                 looks = sessions
+                # Only panes with news get a full look (and a foreground read).
+                detail = [s for s in sessions if (p := panes.get(s.pane_id or "")) and not p.dead
+                          and (self._activity.get(p.pane_id) != p.activity
+                               or self._due(s, now, reported))]
+                if brief:
+                    panes.update(await self._panes([s.pane_id or "" for s in detail]))
+                quiet = {s.id for s in sessions} - {s.id for s in detail}
             else:
                 looks = [s for s in sessions if self._due(s, now, reported)]
                 panes = await self._panes([s.pane_id or "" for s in looks])
+                quiet = set()
         except Unavailable as exc:
             self._reported |= reported
             if not self._tmux_down:
@@ -223,13 +233,15 @@ class Monitor:
             if pane.dead:
                 await self._pane_died(session, pane)
                 continue
-            if pane_id in reported:
-                log.debug("%s: reported, alive (%s)", session.label, pane.current_command)
+            if session.id in quiet:
+                continue
             changed = self._activity.get(pane_id) != pane.activity
             self._activity[pane_id] = pane.activity
             # A hooked agent's output matters only while it starts: after that
             # its window stays un-armed, and it raises no more events.
             screen_read = session.state == "starting" or not get_provider(session.provider).has_hooks
+            if changed and screen_read and pane_id not in self._hot:
+                self._hot[pane_id] = now  # output that no event reported: follow it up too
             hot = self._hot.get(pane_id)
             if hot is not None:
                 self._hot_look[pane_id] = now
@@ -238,8 +250,6 @@ class Monitor:
                     self._hot_look.pop(pane_id, None)
                     if screen_read:
                         rearm.append(session)
-            elif changed and full and screen_read:
-                rearm.append(session)  # output no event reported: hear the next one
             await self._read(session, pane, now, changed or pane_id in reported)
         if full and self._events.connected and not self._armed_all:
             # Windows whose alert fired before sm listened (or while it was away).
@@ -247,6 +257,9 @@ class Monitor:
             rearm = [s for s in sessions if s.pane_id not in self._hot
                      and (s.state == "starting" or not get_provider(s.provider).has_hooks)]
         await self._rearm(rearm)
+        # One more look after re-arming: output between the last look and the
+        # re-arm raised no event.
+        self._reported.update(s.pane_id for s in rearm if s.pane_id)
         for session in sessions:
             if (
                 session.state == "idle"
@@ -276,10 +289,12 @@ class Monitor:
         for by_session in (self._last_capture, self._screen_idle_since, self._dead_since):
             by_session.pop(session.id, None)
 
-    async def _list_panes(self) -> dict[str, PaneInfo]:
+    async def _list_panes(self) -> tuple[dict[str, PaneInfo], bool]:
+        """Every pane; True when brief (without the foreground program, which
+        costs tmux a /proc read per pane)."""
         if self._events.connected:
             try:
-                lines = await self._events.command(f"list-panes -a -F {quote(PANE_FORMAT)}")
+                lines = await self._events.command(f"list-panes -a -F {quote(NET_FORMAT)}")
             except Refused:
                 raise
             except Unavailable:
@@ -290,15 +305,15 @@ class Monitor:
                 # this command's answer, and must never bury every session.
                 if not any(p.session_name == MONITOR_SESSION for p in panes.values()):
                     await self._lost_track(f"list-panes answered {lines[:2]!r}")
-                return panes
-        return {p.pane_id: p for p in await self._tmux.list_panes()}
+                return panes, True
+        return {p.pane_id: p for p in await self._tmux.list_panes()}, False
 
     async def _panes(self, pane_ids: list[str]) -> dict[str, PaneInfo]:
         """Just these panes; a pane that is gone is left out."""
         if not pane_ids:
             return {}
         if not self._events.connected:
-            return await self._list_panes()
+            return (await self._list_panes())[0]
 
         async def one(pane_id: str) -> PaneInfo | None:
             try:
