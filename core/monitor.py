@@ -22,8 +22,13 @@ notification hid (a pane gone, a window whose activity time moved). Without
 the control client (it failed to start) the monitor falls back to polling
 every FALLBACK_POLL seconds with a forked `tmux list-panes`, as it used to.
 
-Cost and latency, with 200 idle shells on this 2-core machine: see
-bench/idle_load.py (the numbers are in the commit that introduced this).
+Measured with bench/idle_load.py, 200 idle shells, 2-core machine, 30 s:
+
+                                   polling (0.5 s)    listening
+    sm-bot + tmux clients + tmux   2.03% of a core    0.10%
+    dead pane noticed, p50 / max   213 / 719 ms       14 / 20 ms
+
+Why a control client rather than hooks that run a notifier: core/tmux_events.py.
 """
 
 from __future__ import annotations
