@@ -10,7 +10,7 @@ Sources, highest priority first:
        server:   {host: 127.0.0.1, port: 8420, tcp: false}
        paths:    {state_dir: ~/.local/state/sm}
        tmux:     {socket: sm}
-       monitor:  {idle_timeout: 300, poll_interval: 0.5}
+       monitor:  {idle_timeout: 300, poll_interval: 5}
        telegram: {token: "...", allowed_chat_ids: [123]}
        providers: {claude: {command: claude}}
 
@@ -157,8 +157,9 @@ class Settings(SmSettings):
     inline_message_bytes: int = 4096
     # One idle reminder after a session has sat idle this long (seconds).
     monitor_idle_timeout: float = 300.0
-    # How often the screen reader checks which panes changed (seconds).
-    monitor_poll_interval: float = 0.5
+    # The monitor's safety net (seconds): tmux reports changes as they happen,
+    # and every this often one list of all panes catches a lost report.
+    monitor_poll_interval: float = 5.0
     # Launch commands, one per provider (a command line; absolute paths resolved at spawn).
     claude_command: str = "claude"
     codex_command: str = "codex"

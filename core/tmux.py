@@ -42,6 +42,8 @@ PANE_FORMAT = "\t".join(
         "#{pane_current_command}",
         "#{window_activity}",
         "#{pane_pid}",
+        "#{window_id}",
+        "#{session_id}",
     ]
 )
 
@@ -59,6 +61,27 @@ class PaneInfo:
     current_command: str
     activity: int
     pid: int | None
+    window_id: str = ""
+    session_id: str = ""
+
+
+def parse_pane(line: str) -> PaneInfo | None:
+    """One line of PANE_FORMAT, or None when it is not one."""
+    parts = line.split("\t")
+    if len(parts) != 9 or not parts[0].startswith("%"):
+        return None
+    pane_id, session, dead, status, command, activity, pid, window_id, session_id = parts
+    return PaneInfo(
+        pane_id=pane_id,
+        session_name=session,
+        dead=dead == "1",
+        dead_status=int(status) if status.lstrip("-").isdigit() else None,
+        current_command=command,
+        activity=int(activity) if activity.isdigit() else 0,
+        pid=int(pid) if pid.isdigit() else None,
+        window_id=window_id,
+        session_id=session_id,
+    )
 
 
 class Tmux:
@@ -73,6 +96,10 @@ class Tmux:
         self.width = width
         self.height = height
         self.server = libtmux.Server(socket_name=socket_name, config_file=str(self._config))
+
+    @property
+    def config_file(self) -> Path:
+        return self._config
 
     def attach_command(self, tmux_session: str) -> list[str]:
         return ["tmux", "-L", self.socket_name, "attach-session", "-t", tmux_session]
@@ -122,24 +149,7 @@ class Tmux:
                     or "Connection refused" in text:
                 return []
             raise Unavailable(f"tmux list-panes failed: {text}")
-        panes = []
-        for line in result.stdout:
-            parts = line.split("\t")
-            if len(parts) != 7:
-                continue
-            pane_id, session, dead, status, command, activity, pid = parts
-            panes.append(
-                PaneInfo(
-                    pane_id=pane_id,
-                    session_name=session,
-                    dead=dead == "1",
-                    dead_status=int(status) if status.lstrip("-").isdigit() else None,
-                    current_command=command,
-                    activity=int(activity) if activity.isdigit() else 0,
-                    pid=int(pid) if pid.isdigit() else None,
-                )
-            )
-        return panes
+        return [p for p in map(parse_pane, result.stdout) if p is not None]
 
     def _capture(self, pane_id: str, lines: int | None) -> str:
         args = ["capture-pane", "-p", "-J", "-t", pane_id]

@@ -77,7 +77,7 @@ class PermissionDecision(CallbackData, prefix="p"):
 
 class DialogKey(CallbackData, prefix="k"):
     sid: str
-    key: str  # the option's digit
+    key: str  # the keys that choose the option: its digit, or e.g. "Down Enter"
 
 
 def permission_keyboard(request_id: int, labels: dict[Decision, str]) -> InlineKeyboardMarkup:
@@ -90,7 +90,9 @@ def permission_keyboard(request_id: int, labels: dict[Decision, str]) -> InlineK
 
 def options_keyboard(session_id: str, options: list[list[str]]) -> InlineKeyboardMarkup:
     builder = InlineKeyboardBuilder()
-    for digit, label in options:
-        builder.button(text=f"{digit}. {label}"[:64], callback_data=DialogKey(sid=session_id, key=digit))
+    for keys, label in options:
+        # A numbered option shows its digit; one chosen with arrows shows just its label.
+        text = f"{keys}. {label}" if keys.isdigit() else label
+        builder.button(text=text[:64], callback_data=DialogKey(sid=session_id, key=keys))
     builder.adjust(1)
     return builder.as_markup()
