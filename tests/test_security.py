@@ -147,7 +147,7 @@ def test_a_newline_in_the_directory_is_refused_and_leaves_nothing(server: Server
     workdir = str(server.workdir) + "\nrm -rf ~"
     status, body = _post(server, "/sessions", json.dumps({"provider": "shell", "dir": workdir}).encode())
     assert status == 422 and "control characters" in body
-    assert _tmux(server, "list-sessions", "-F", "#{session_name}").strip() == ""
+    assert [n for n in _tmux(server, "list-sessions", "-F", "#{session_name}").split() if n != "sm-monitor"] == []
     tokens = server.state_dir / "agents"
     assert not tokens.exists() or not list(tokens.iterdir())
 
@@ -270,8 +270,8 @@ def test_a_forged_or_foreign_kill_press_does_nothing(
     telegram.press(card_id, f"s:kill:{session['id']}:forged0nce00")
     # The Kill button's data pressed on a message in another allowed chat.
     telegram.do(lambda: telegram.fake.send_text(other_chat, telegram.owner, "/help"))
-    reply = telegram.wait(lambda t: next((m for m in t.do(lambda: t.fake.messages(other_chat, None))
-                                          if m.get("from", {}).get("is_bot")), None), message="the bot's reply")
+    reply = telegram.wait(lambda t: next(iter(t.do(lambda: t.fake.messages(other_chat, None))), None),
+                          message="the bot's reply")
     telegram.do(lambda: telegram.fake.press(other_chat, telegram.owner, reply["message_id"],
                                             f"s:kill:{session['id']}:"))
     answers = telegram.wait(lambda t: [a for a in t.do(lambda: list(t.fake.answered_callbacks))
