@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from core import spool
+from core import environment, peer, spool
 from core.config import Settings
 from core.delivery import Delivery, DeliveryTuning
 from core.errors import Conflict, Forbidden, Invalid, LimitReached
@@ -112,6 +112,8 @@ class Engine:
         self._drain_lock = asyncio.Lock()
         self._shutdown = asyncio.Event()
         self._summaries = Summaries(ttl=10.0)
+        self._pane_pids: dict[int, str] = {}  # a pane's process -> its session, for caller_for_peer
+        self._tmux_server_pid: int | None = None
 
     @classmethod
     async def open(cls, settings: Settings, **kwargs: Any) -> "Engine":
@@ -121,6 +123,13 @@ class Engine:
 
     async def start(self) -> None:
         self._owner_token = ensure_owner_token(self.settings.owner_token_path)
+        # A tmux server from before (an older sm, or one started with secrets in its
+        # environment) must not hand them to the next agent.
+        deny = tuple(self.settings.env_deny)
+        removed = await self._tmux.forget_global_env(lambda name: environment.is_secret(name, deny))
+        if removed:
+            log.warning("removed %d secret(s) from the tmux server's environment: %s",
+                        len(removed), ", ".join(removed))
         await self._registry.load()
         await self._lifecycle.adopt()
         # Hooks spooled while sm was down are replayed first: a spooled
@@ -159,6 +168,51 @@ class Engine:
         return len(self._registry.live())
 
     # -- identity --------------------------------------------------------------------
+
+    async def caller_for_peer(self, pid: int | None, token: str) -> Caller | None:
+        """The caller on the API's Unix socket, from the kernel first.
+
+        A process inside a managed pane (the pane's process or any descendant)
+        *is* that agent, whatever token it sends, or none: dropping SM_TOKEN
+        does not make an agent the owner. Outside every pane, the token decides
+        (the owner token, or an agent's token for its hooks run elsewhere).
+        """
+        if pid is not None:
+            session = await self._session_of_process(pid)
+            if session is not None:
+                return Caller(session)
+        return self.caller_for_token(token)
+
+    async def _session_of_process(self, pid: int) -> Session | None:
+        chain = list(peer.ancestry(pid))
+        session = self._session_in(chain)
+        if session is not None:
+            return session
+        # Not a pane we know. If it runs under sm's tmux server at all, the map is
+        # stale (a pane started since): look again, once.
+        server = await self._server_pid()
+        if server is None or server not in chain:
+            return None
+        panes = await self._tmux.list_panes()
+        by_pane = {s.pane_id: s.id for s in self._registry.live() if s.pane_id}
+        self._pane_pids = {p.pid: by_pane[p.pane_id] for p in panes if p.pid and p.pane_id in by_pane}
+        return self._session_in(chain)
+
+    async def _server_pid(self) -> int | None:
+        """sm's tmux server, remembered while it lives (asking tmux forks a client)."""
+        if self._tmux_server_pid is not None and peer.alive(self._tmux_server_pid):
+            return self._tmux_server_pid
+        self._tmux_server_pid = await self._tmux.server_pid()
+        return self._tmux_server_pid
+
+    def _session_in(self, chain: list[int]) -> Session | None:
+        for pid in chain:
+            session_id = self._pane_pids.get(pid)
+            if session_id is not None:
+                session = self._registry.get_live(session_id)
+                if session is not None:
+                    return session
+        return None
 
     def caller_for_token(self, token: str) -> Caller | None:
         """The caller an API token belongs to: the owner, an agent, or no one."""

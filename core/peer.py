@@ -40,6 +40,10 @@ def parent_of(pid: int, proc: Path = PROC) -> int:
     return int(fields[1]) if len(fields) > 1 else 0
 
 
+def alive(pid: int, proc: Path = PROC) -> bool:
+    return (proc / str(pid)).exists()
+
+
 def ancestry(pid: int, proc: Path = PROC, limit: int = 128) -> Iterator[int]:
     """`pid`, its parent, and so on up to (not including) init."""
     seen: set[int] = set()

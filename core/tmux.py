@@ -13,7 +13,7 @@ import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import libtmux
 from libtmux.exc import LibTmuxException
@@ -202,6 +202,27 @@ class Tmux:
     async def press(self, pane_id: str, *keys: str) -> None:
         """Send named keys (Enter, Escape, C-c) as their own call."""
         await asyncio.to_thread(self._cmd, "send-keys", "-t", pane_id, *keys)
+
+    async def server_pid(self) -> int | None:
+        """The pid of sm's tmux server; None when it is not running."""
+        try:
+            out = await asyncio.to_thread(self._cmd, "display-message", "-p", "#{pid}")
+        except Unavailable:
+            return None
+        return int(out[0]) if out and out[0].isdigit() else None
+
+    async def forget_global_env(self, is_secret: Callable[[str], bool]) -> list[str]:
+        """Remove from the server's global environment (which every new pane inherits)
+        the variables `is_secret` names; for a server started before sm kept them out."""
+        try:
+            lines = await asyncio.to_thread(self._cmd, "show-environment", "-g")
+        except Unavailable:
+            return []  # no server: the next one starts from sm's own, clean, environment
+        names = [line.split("=", 1)[0] for line in lines if "=" in line and not line.startswith("-")]
+        found = [name for name in names if is_secret(name)]
+        for name in found:
+            await asyncio.to_thread(self._cmd, "set-environment", "-g", "-u", name)
+        return found
 
     async def kill_session(self, name: str) -> None:
         def kill() -> None:

@@ -282,3 +282,21 @@ def test_a_forged_or_foreign_kill_press_does_nothing(
     assert server.state("victim") != "dead"
     assert not any("Kill victim?" in t for t in telegram.do(lambda: [m["text"] or "" for m in
                                                                       telegram.fake.messages(other_chat, None)]))
+
+
+# -- 2. identity from the kernel --------------------------------------------------------
+
+
+def test_an_agent_that_drops_its_variables_is_still_itself(server: Server, tmp_path: Path) -> None:
+    server.ok("spawn", "", "--provider", "shell", "--name", "sh")
+    server.spawn_agent("bystander")
+    server.wait_state("sh", "idle")
+    out = tmp_path / "out.txt"
+    server.ok("send", "sh", f"env -u SM_TOKEN -u SM_SESSION_ID -u SM_TOKEN_FILE sm kill bystander > {out} 2>&1;"
+                            f" echo exit=$? >> {out}; env -u SM_TOKEN -u SM_SESSION_ID -u SM_TOKEN_FILE"
+                            f" sm status --json >> {out}")
+    text = wait_for(lambda: out.exists() and '"sessions"' in out.read_text() and out.read_text(), 20,
+                    message="the commands to run in the agent")
+    assert "exit=1" in text and "may not kill" in text
+    assert server.state("bystander") != "dead"
+    assert '"you": {' in text and '"name": "sh"' in text.split('"you"')[1].split("}")[0]

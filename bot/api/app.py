@@ -24,6 +24,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from bot.api import models as m
 from bot.api.openapi import docs_html, openapi_spec
 from core.engine import Engine
+from core.peer import peer_credentials
 from core.errors import ErrorKind, Invalid, Malformed, SmError
 from core.lifecycle import Caller
 from core.version import version
@@ -79,10 +80,14 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     header = request.headers.get("Authorization", "")
     token = header[7:].strip() if header.startswith("Bearer ") else ""
-    if not token:
-        return error(401, "missing token: send Authorization: Bearer <SM_TOKEN or owner token>")
-    caller = request.app[ENGINE].caller_for_token(token)
+    # On the Unix socket the kernel names the process: inside an agent's pane it is
+    # that agent, whatever token it sends. TCP has only the token.
+    creds = peer_credentials(request.transport.get_extra_info("socket") if request.transport else None)
+    pid = creds[0] if creds and creds[1] == os.getuid() else None
+    caller = await request.app[ENGINE].caller_for_peer(pid, token)
     if caller is None:
+        if not token:
+            return error(401, "missing token: send Authorization: Bearer <SM_TOKEN or owner token>")
         return error(401, "invalid token")
     request["caller"] = caller
     return await handler(request)
