@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import subprocess
@@ -57,20 +58,26 @@ def test_hook_sent_while_the_server_is_down_is_replayed_in_order(server: Server)
     server.spawn_agent("eng")
     before = server.session("eng")["agent_session_id"]
     server.stop()
-    # The person clears the agent at its terminal while sm is down: SessionEnd
-    # and SessionStart(clear, new session id) go to the spool.
+    # The person clears the agent at its terminal twice while sm is down: each
+    # time SessionEnd and SessionStart(clear, new session id) go to the spool.
     tmux_session = f"sm-{server_session_id(server, 'eng')}"
-    subprocess.run(["tmux", "-L", server.socket, "send-keys", "-t", tmux_session, "-l", "/clear"], check=True)
     pane_text = lambda: subprocess.run(["tmux", "-L", server.socket, "capture-pane", "-p", "-t", tmux_session],  # noqa: E731
                                        capture_output=True, text=True).stdout
-    wait_for(lambda: "❯ /clear" in pane_text(), message="the typed /clear in the input box")
-    subprocess.run(["tmux", "-L", server.socket, "send-keys", "-t", tmux_session, "Enter"], check=True)
     spool = server.state_dir / "spool"
-    wait_for(lambda: len(list(spool.glob("*.json"))) >= 2, 10, message="hooks to be spooled")
+    for spooled in (2, 4):
+        subprocess.run(["tmux", "-L", server.socket, "send-keys", "-t", tmux_session, "-l", "/clear"], check=True)
+        wait_for(lambda: "❯ /clear" in pane_text(), message="the typed /clear in the input box")
+        subprocess.run(["tmux", "-L", server.socket, "send-keys", "-t", tmux_session, "Enter"], check=True)
+        wait_for(lambda: len(list(spool.glob("*.json"))) >= spooled, 10, message="hooks to be spooled")
+    records = [json.loads(p.read_text()) for p in sorted(spool.glob("*.json"))]
+    assert [r["event"] for r in records] == ["SessionEnd", "SessionStart"] * 2
+    first, last = (r["payload"]["session_id"] for r in records if r["event"] == "SessionStart")
 
     server.start()
     after = server.session("eng")["agent_session_id"]
     assert after and after != before, "the spooled SessionStart was not replayed"
+    # Only an in-order replay leaves the agent bound to its current session id.
+    assert after == last != first, "the spooled hooks were replayed out of order"
     assert list(spool.glob("*.json")) == []
     assert "replayed" in server.log.read_text()
 
