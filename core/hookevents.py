@@ -198,7 +198,11 @@ class HookEvents:
                     await self._registry.update(session, **changes)
                 if start_source == "clear":
                     self._delivery.note_cleared(session.id)
-                if start_source != "compact":
+                # At a (re)start the hook fires before the TUI is drawn, and a first-run
+                # dialog may come before the input box: the screen says when it is ready.
+                # A compaction happens within a turn: no change.
+                if start_source == "clear" or (
+                        start_source != "compact" and session.state not in (State.STARTING, State.WAITING)):
                     await self._states.set(session, State.IDLE, source=source)
             case UserPromptSubmit(prompt=prompt):
                 # Only a signal: the deliverer matches the prompt to its batch in flight.

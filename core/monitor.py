@@ -407,7 +407,8 @@ class Monitor:
         if provider.name == "shell" and session.state != State.STARTING:
             # The foreground process says it all; no capture needed.
             reading = provider.read_screen("", pane.current_command)
-        elif session.state == State.STARTING or overdue or (changed and screen_owned):
+        elif session.state == State.STARTING or overdue or (
+                changed and (screen_owned or session.state == State.IDLE)):
             # Hooks report a hooked agent's turns: its output alone is no reason
             # to look (a busy one is checked every RECHECK_EVERY for a lost Stop).
             self._last_capture[session.id] = now
@@ -418,6 +419,11 @@ class Monitor:
         if reading.state is None:
             return
         if screen_owned:
+            await self._from_screen(session, provider, reading, screen)
+            return
+        if session.state == State.IDLE and reading.state == State.WAITING:
+            # A dialog came up with no hook to say so (one the person opened at the
+            # terminal, a CLI's own question): the screen owns it from now on.
             await self._from_screen(session, provider, reading, screen)
             return
         # Hooks are the truth for this agent; the screen only repairs lost ones.

@@ -46,11 +46,14 @@ def make_claude_home(
     api_key: str = DEFAULT_API_KEY,
     allow_bash: bool = False,
     base_url: str | None = None,
+    seen_nudges: bool = True,
 ) -> dict[str, str]:
     """Create ``root`` as HOME for the CLI and return the env vars to run it with.
 
     ``ANTHROPIC_BASE_URL`` is included only when ``base_url`` is given (the
     fake server's URL is usually known only later; add it yourself then).
+    ``seen_nudges=False`` leaves the home as fresh as a new user's on the
+    first-run nudge (tests/test_real_claude_fresh_home.py).
     """
     root = Path(root)
     workdir = Path(workdir).resolve()
@@ -72,6 +75,9 @@ def make_claude_home(
             }
         },
     }
+    if not seen_nudges:
+        # As a new user's home is: the first interactive start asks about auto mode.
+        del state["hasSeenAutoDefaultNudge"]
     (root / ".claude.json").write_text(json.dumps(state, indent=2))
     permissions: dict[str, object] = {"defaultMode": "default"}
     if allow_bash:

@@ -134,11 +134,14 @@ def test_an_agents_own_token_is_accepted_and_identifies_it(server: Server) -> No
 # -- malformed requests -------------------------------------------------------------
 
 
-def test_body_that_is_not_a_json_object_is_422(server: Server) -> None:
-    for raw in (b"this is not json", b'{"prompt": "unterminated', b"[1, 2]", b'"a string"',
-                b"null", b'{"text": "\xff\xfe"}'):
+def test_a_body_that_is_not_json_is_400_and_not_an_object_is_422(server: Server) -> None:
+    # Unreadable as JSON is a malformed request (400); JSON of the wrong shape is 422.
+    for raw in (b"this is not json", b'{"prompt": "unterminated', b'{"text": "\xff\xfe"}', b'{"n": NaN}'):
+        message = assert_error(call(server, "POST", "/sessions", raw), 400)
+        assert "request body must be JSON" in message
+    for raw in (b"[1, 2]", b'"a string"', b"null"):
         message = assert_error(call(server, "POST", "/sessions", raw), 422)
-        assert "request body must be" in message
+        assert "request body must be a JSON object" in message
     assert server.json("status")["sessions"] == []
 
 

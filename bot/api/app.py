@@ -127,7 +127,7 @@ async def read_body(request: web.Request, model: type[BaseModel]) -> Any:
         except RecursionError:
             raise Malformed("request body is nested too deeply") from None
         if not isinstance(data, dict):
-            raise Malformed("request body must be a JSON object")
+            raise Invalid("request body must be a JSON object")
     return validated(model, data)
 
 

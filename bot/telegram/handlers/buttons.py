@@ -40,9 +40,8 @@ async def _session(query: CallbackQuery, data: SessionAction, tg: BotServices, c
 
 
 async def _confirmed(query: CallbackQuery, data: SessionAction, tg: BotServices, caller: Caller) -> bool:
-    """A "Yes" press whose one-time nonce the bot issued for this action, session and chat."""
-    if await _session(query, data, tg, caller) is None:
-        return False
+    """A "Yes" press whose one-time nonce the bot issued for this action, session and chat
+    (the nonce binds it, wherever the question was asked: a card or /kill)."""
     if not tg.confirmations.take(data.nonce, data.action.value, data.sid, _chat(query, tg)):
         await query.answer(_("This confirmation has expired; press the button again."), show_alert=True)
         return False

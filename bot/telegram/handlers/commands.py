@@ -100,8 +100,9 @@ async def status(message: Message, command: CommandObject, tg: BotServices, call
 async def kill(message: Message, command: CommandObject, tg: BotServices, caller: Caller) -> None:
     session = await target(message, command, tg, caller)
     if session:
+        nonce = tg.confirmations.issue(Action.kill.value, session.id, message.chat.id)
         await tg.reply(message, _("Kill {name}?").format(name=f"<b>{esc(session.name)}</b>"),
-                       confirm_keyboard(Action.kill, session.id, _("Yes, kill it"), _("No")))
+                       confirm_keyboard(Action.kill, session.id, nonce, _("Yes, kill it"), _("No")))
 
 
 @router.message(Command("open"))
