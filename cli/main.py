@@ -19,6 +19,7 @@ from cli import common
 from cli.client import segment
 from cli.common import call, emit_json, fail, table
 from cli.completion import SESSION
+from core.types import PROVIDER_NAMES
 
 EX_USAGE = 64
 
@@ -51,7 +52,7 @@ def cli() -> None:
 @click.argument("prompt", default="")
 @click.option("--name", "-n", help="Friendly name (letters, digits, . _ -).")
 @click.option("--provider", "-p", default="claude", show_default=True,
-              type=click.Choice(["claude", "codex", "gemini", "shell"]))
+              type=click.Choice(PROVIDER_NAMES))
 @click.option("--dir", "-d", "workdir", type=click.Path(file_okay=False), help="Working directory (default: yours).")
 @click.option("--wait", "wait_seconds", type=float, help="Wake me when it finishes its first task, or after this many seconds.")
 @click.option("--json", "as_json", is_flag=True, help="Print the session as JSON.")

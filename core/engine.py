@@ -27,11 +27,12 @@ from core.hookevents import HOOK_EVENTS, HookEvents, SessionStart, Stop, parse_h
 from core.lifecycle import Caller, Lifecycle
 from core.locks import Lock, Locks
 from core.monitor import Monitor
-from core.providers import PROVIDERS, dialog_options, get_provider
+from core.providers import dialog_options, get_provider
 from core.permissions import DECISIONS, Permissions
 from core.queue import MODES, Message, MessageQueue
 from core.sessions import Session, SessionRegistry
 from core.state import State, StateMachine
+from core.types import PROVIDER_NAMES
 from core.store import Store
 from core.text import check_text
 from core.tmux import Tmux
@@ -41,7 +42,6 @@ from core.what import Summaries, fallback_summary, last_assistant_messages, summ
 log = logging.getLogger(__name__)
 
 # The vocabulary a door may show or validate against.
-PROVIDER_NAMES: tuple[str, ...] = tuple(sorted(PROVIDERS))
 SEND_MODES: tuple[str, ...] = MODES
 __all__ = ["Engine", "HOOK_EVENTS", "PROVIDER_NAMES", "SEND_MODES"]
 

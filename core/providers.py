@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable
 
+from core.types import PROVIDER_NAMES
+
 RULE_RE = re.compile(r"^\s*─{8,}")
 OPTION_RE = re.compile(r"^\s*(?:❯\s*)?(\d)[.)]\s+(\S.*)$")
 NUMBERED_RE = re.compile(r"^(\d{1,2})[.)]\s+(\S.*)$")
@@ -365,6 +367,7 @@ SHELL = ShellProvider(
 )
 
 PROVIDERS: dict[str, Provider] = {p.name: p for p in (CLAUDE, CODEX, GEMINI, SHELL)}
+assert tuple(PROVIDERS) == PROVIDER_NAMES, "core.types.PROVIDER_NAMES names every provider, in order"
 
 
 def get_provider(name: str) -> Provider:

@@ -11,18 +11,6 @@ from core.tmux import ANSI_RE
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\x80-\x9f]")
 
 
-def decode_message(raw: bytes, limit: int) -> str:
-    """Bytes from a sender, as text: UTF-8 only, within `limit` bytes."""
-    if len(raw) > limit:
-        raise TooLarge(f"message is {len(raw)} bytes; the limit is {limit} (SM_MAX_MESSAGE_BYTES)")
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise Invalid(
-            f"message is not UTF-8 text (byte {exc.start}); send binary data as a file path"
-        ) from None
-
-
 def neutralise(text: str) -> str:
     """Remove escape sequences and control bytes; keep newlines and tabs.
 

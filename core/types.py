@@ -10,6 +10,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 
+# The kinds of agent sm runs; core.providers describes each (one list, checked there).
+PROVIDER_NAMES: tuple[str, ...] = ("claude", "codex", "gemini", "shell")
+
+
 class State(StrEnum):
     STARTING = "starting"    # launched; the agent has not shown it is ready yet
     IDLE = "idle"            # at its prompt: the next message goes in
