@@ -78,6 +78,8 @@ class FileMethods:
             width, height = _image_size(content)
             sizes = []
             for scale, body in ((90, b"thumb-s" + content[:16]), (320, b"thumb-m" + content[:64]), (0, content)):
+                if scale and scale >= width:
+                    continue  # no thumbnail as big as the photo
                 info = self._register_file(body, None, "image/jpeg", "photos")
                 w = scale or width
                 h = round(height * w / width) if scale else height
