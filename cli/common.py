@@ -54,6 +54,14 @@ def table(sessions: list) -> str:
     return "\n".join(lines)
 
 
+def human_bytes(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return f"{n} B"
+
+
 def status_text(out: dict) -> str:
     you = out["you"]
     lines = ["you: " + you["name"] + (f" ({you['id']}), {state_text(you)}" if "id" in you else "")]
@@ -64,6 +72,9 @@ def status_text(out: dict) -> str:
             who = lock["holder_name"] or lock["holder"]
             kind = "auto" if lock["auto"] else "manual"
             lines.append(f"  {lock['workspace']}: {who} ({lock['holder']}), {ago(lock['since'])}, {kind}: {lock['reason']}")
+    inbox = out.get("inbox")
+    if inbox and inbox.get("files"):
+        lines.append(f"\ninbox: {inbox['files']} file(s), {human_bytes(inbox['bytes'])}")
     if out.get("undelivered"):
         lines.append("\nundelivered:")
         for m in out["undelivered"]:

@@ -89,6 +89,20 @@ def send(session: str, text: str, important: bool, urgent: bool) -> None:
 
 
 @cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--to", help="'owner', or an ancestor's id or name (default: your own topic).")
+@click.option("--caption", "-c", default="", help="Text shown under the files.")
+def share(paths: tuple[str, ...], to: str | None, caption: str) -> None:
+    """Send files to the phone: images as photos, the rest as documents, several as albums."""
+    body: dict[str, Any] = {"paths": [os.path.abspath(p) for p in paths], "caption": caption}
+    if to:
+        body["to"] = to
+    out = call("POST", "/share", body)
+    where = "the owner" if out["to"] == "owner" else out["to"]
+    click.echo(f"shared {out['files']} file(s) with {where}")
+
+
+@cli.command()
 @click.argument("session", type=SESSION)
 @click.argument("seconds", type=float)
 def wait(session: str, seconds: float) -> None:

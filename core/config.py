@@ -182,6 +182,16 @@ class Settings(SmSettings):
     # Extra environment variables kept from agents, as shell patterns (sm's own secrets
     # always are): JSON or comma-separated, e.g. "AWS_SECRET_*,MY_CORP_TOKEN".
     env_deny: Annotated[list[str], NoDecode] = []
+    # Files from the phone: each session's inbox (<state dir>/inbox/<id>/) keeps them this
+    # many days; older ones are removed at start and daily.
+    inbox_retention_days: float = Field(14.0, gt=0)
+    # Voice notes and audio: a command given the audio file's path that prints its text
+    # (e.g. whisper.cpp); empty: the agent gets the path. `{wav}` in it: a 16 kHz WAV
+    # made with ffmpeg; `{path}`: the file as sent; neither: the path is the last argument.
+    transcribe_command: str = ""
+    transcribe_timeout: float = Field(60.0, gt=0)
+    # The largest file `sm share` / `/send` takes (MB); Telegram's cloud Bot API uploads 50.
+    share_max_mb: float = Field(50.0, gt=0)
     # Logging level for sm-bot.
     log_level: str = "INFO"
 
@@ -233,6 +243,10 @@ class Settings(SmSettings):
     @property
     def owner_token_path(self) -> Path:
         return Path(paths.owner_token_path(str(self.state_dir)))
+
+    @property
+    def inbox_dir(self) -> Path:
+        return self.state_dir / "inbox"
 
     @property
     def spool_dir(self) -> Path:

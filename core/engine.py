@@ -21,10 +21,12 @@ from typing import Any, Callable
 from core import environment, peer, spool
 from core.config import Settings
 from core.delivery import Delivery, DeliveryTuning
-from core.errors import Conflict, Forbidden, Invalid, LimitReached
-from core.events import Event, EventBus, Subscription
+from core.errors import Conflict, Forbidden, Invalid, LimitReached, Unavailable
+from core.events import Event, EventBus, FilesShared, Subscription
+from core import sharing
 from core.hookevents import HOOK_EVENTS, HookEvents, SessionStart, Stop, parse_hook
 from core.lifecycle import Caller, Lifecycle
+from core.inbox import Inbox
 from core.locks import Lock, Locks
 from core.monitor import Monitor
 from core.providers import dialog_options, get_provider
@@ -35,6 +37,7 @@ from core.state import State, StateMachine
 from core.types import PROVIDER_NAMES
 from core.store import Store
 from core.text import check_text
+from core.transcribe import TranscriptionFailed, transcribe
 from core.tmux import Tmux
 from core.waits import Waits
 from core.what import Summaries, fallback_summary, last_assistant_messages, summarize
@@ -44,6 +47,12 @@ log = logging.getLogger(__name__)
 # The vocabulary a door may show or validate against.
 SEND_MODES: tuple[str, ...] = MODES
 __all__ = ["Engine", "HOOK_EVENTS", "PROVIDER_NAMES", "SEND_MODES"]
+
+# What a person sent, as the agent is told it: "sent a photo: /path".
+RECEIVED = {"photo": ("a photo", "photos"), "document": ("a file", "files"), "audio": ("an audio file", "audio files"),
+            "voice": ("a voice note", "voice notes"), "video": ("a video", "videos"),
+            "animation": ("an animation", "animations")}
+INBOX_SWEEP = 24 * 3600.0
 
 WRITE_TOOLS = frozenset({"Write", "Edit", "MultiEdit", "NotebookEdit"})
 
@@ -114,6 +123,8 @@ class Engine:
         self._summaries = Summaries(ttl=10.0)
         self._pane_pids: dict[int, str] = {}  # a pane's process -> its session, for caller_for_peer
         self._tmux_server_pid: int | None = None
+        self._inbox = Inbox(settings.inbox_dir, clock)
+        self._sweeper: asyncio.Task[None] | None = None
 
     @classmethod
     async def open(cls, settings: Settings, **kwargs: Any) -> "Engine":
@@ -139,8 +150,25 @@ class Engine:
         await self._waits.start()
         for session in self._registry.live():
             self._delivery.wake(session.id)
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep_inbox(), name="inbox-sweeper")
+
+    async def _sweep_inbox(self) -> None:
+        """Inbox files older than SM_INBOX_RETENTION_DAYS go: now, then daily."""
+        while True:
+            try:
+                removed = await asyncio.to_thread(self._inbox.prune,
+                                                  self.settings.inbox_retention_days * 24 * 3600)
+                if removed:
+                    log.info("removed %d inbox file(s) older than %g days", removed,
+                             self.settings.inbox_retention_days)
+            except Exception:
+                log.exception("sweeping the inbox failed")
+            await asyncio.sleep(INBOX_SWEEP)
 
     async def stop(self) -> None:
+        if self._sweeper:
+            self._sweeper.cancel()
+            await asyncio.gather(self._sweeper, return_exceptions=True)
         await self._monitor.stop()
         await self._waits.stop()
         await self._delivery.stop()
@@ -318,8 +346,9 @@ class Engine:
             for m in await self._queue.undelivered()
         ]
         me = caller.session.public() if caller.session else None
+        files, size = await asyncio.to_thread(self._inbox.size)
         return {"you": me or {"name": "owner"}, "sessions": sessions, "undelivered": undelivered,
-                "locks": await self.lock_list(caller)}
+                "locks": await self.lock_list(caller), "inbox": {"files": files, "bytes": size}}
 
     # -- messages --------------------------------------------------------------------
 
@@ -384,6 +413,117 @@ class Engine:
         if prompt.strip():
             await self.send(caller, target.id, prompt)
         return target
+
+    # -- files -----------------------------------------------------------------------
+
+    def _check_person(self, caller: Caller, what: str) -> None:
+        if not caller.is_owner:
+            raise Forbidden(f"{caller.label} may not {what}; a person does, from the phone")
+
+    async def inbox_file(self, caller: Caller, ref: str, name: str) -> Path:
+        """A new, empty 0600 file in the session's inbox for a file a person sends, named
+        after `name` (cleaned: it cannot leave the inbox, hide or overwrite another)."""
+        self._check_person(caller, "write into an inbox")
+        target = await self.session(caller, ref)
+        self._check_deliverable(target)
+        return await asyncio.to_thread(self._inbox.reserve, target.id, name)
+
+    def _check_in_inbox(self, target: Session, path: Path) -> None:
+        if not self._inbox.holds(target.id, path):
+            raise Forbidden(f"{path} is not in {target.label}'s inbox")
+
+    async def receive_files(self, caller: Caller, ref: str, files: list[tuple[str, Path]],
+                            caption: str = "", origin: str | None = None) -> Message:
+        """Tell the agent, in one queued message, where the files a person sent are.
+
+        `files` are (kind, path) pairs, kind one of RECEIVED (photo, document, ...),
+        each path made by `inbox_file`.
+        """
+        self._check_person(caller, "send files")
+        target = await self.session(caller, ref)
+        if not files:
+            raise Invalid("no files")
+        for kind, path in files:
+            if kind not in RECEIVED:
+                raise Invalid(f"unknown kind of file {kind!r}")
+            self._check_in_inbox(target, path)
+        kinds = {kind for kind, _path in files}
+        if len(files) == 1:
+            kind, path = files[0]
+            text = f"sent {RECEIVED[kind][0]}: {path}"
+        else:
+            what = RECEIVED[kinds.pop()][1] if len(kinds) == 1 else "files"
+            text = f"sent {len(files)} {what}:\n" + "\n".join(str(path) for _kind, path in files)
+        if caption.strip():
+            text += "\n" + caption.strip()
+        return await self.send(caller, target.id, text, origin=origin)
+
+    async def transcribe(self, caller: Caller, ref: str, path: Path) -> str:
+        """The text of a voice note in the session's inbox, by SM_TRANSCRIBE_COMMAND.
+
+        Invalid when no command is configured; Unavailable when it fails or times out.
+        """
+        self._check_person(caller, "transcribe audio")
+        target = await self.session(caller, ref)
+        self._check_in_inbox(target, path)
+        if not self.settings.transcribe_command.strip():
+            raise Invalid("no transcription command is configured (SM_TRANSCRIBE_COMMAND)")
+        try:
+            return await transcribe(self.settings.transcribe_command, path, self.settings.transcribe_timeout)
+        except TranscriptionFailed as exc:
+            raise Unavailable(f"transcription failed: {exc}") from None
+
+    async def share(self, caller: Caller, paths: list[str], *, to: str | None = None,
+                    caption: str = "") -> Session | None:
+        """Files from an agent to the phone (`sm share`): its own topic, or with `to`
+        its owner ("owner") or an ancestor's topic. Returns the topic's session (None: the owner's)."""
+        target: Session | None
+        if to in ("owner", "") or (to is None and caller.is_owner):
+            target = None
+        elif to is None:
+            target = caller.session
+        else:
+            target = await self.session(caller, to)
+            if not caller.is_owner and target.id != caller.id and \
+                    not self._registry.is_self_or_descendant(caller.session, target.id):  # type: ignore[arg-type]
+                raise Forbidden(f"{caller.label} may not share into {target.label}'s topic: "
+                                "only your own, your ancestors' or the owner's (--to owner)")
+        files = [Path(p) for p in paths]
+        if any(not p.is_absolute() for p in files):
+            raise Invalid("paths must be absolute (sm share makes them so)")
+        secrets_ = [p for p in files if sharing.is_secret(p)]
+        if secrets_:
+            raise Forbidden(f"{', '.join(p.name for p in secrets_)}: looks like a secret; sm share never "
+                            "sends one (a person can, with /send and a confirmation)")
+        checked = await asyncio.to_thread(sharing.check_files, files, self._share_max_bytes(),
+                                          self.settings.state_dir, self.settings.inbox_dir)
+        self._publish_files(target.id if target else None, checked, caption, caller)
+        return target
+
+    async def send_files(self, caller: Caller, ref: str, pattern: str, *, secrets_confirmed: bool = False,
+                         caption: str = "") -> list[Path]:
+        """Files from a session's working directory to its topic, asked by a person (`/send`).
+
+        Never outside the directory (symlinks and `..` resolved first); secrets
+        (.env, *.pem, id_*, *.key) raise NeedsConfirmation unless `secrets_confirmed`.
+        """
+        self._check_person(caller, "send a session's files")
+        target = await self.session(caller, ref)
+        found = await asyncio.to_thread(sharing.in_workdir, target.workdir, pattern)
+        secrets_ = [p for p in found if sharing.is_secret(p)]
+        if secrets_ and not secrets_confirmed:
+            raise sharing.secret_files(secrets_)
+        checked = await asyncio.to_thread(sharing.check_files, found, self._share_max_bytes(),
+                                          self.settings.state_dir, self.settings.inbox_dir)
+        self._publish_files(target.id, checked, caption, caller)
+        return checked
+
+    def _share_max_bytes(self) -> int:
+        return int(self.settings.share_max_mb * sharing.MB)
+
+    def _publish_files(self, session_id: str | None, paths: list[Path], caption: str, caller: Caller) -> None:
+        self._bus.publish(FilesShared(session=session_id, paths=[str(p) for p in paths], caption=caption[:1000],
+                                      sender=caller.id, sender_label=caller.label))
 
     # -- reading ---------------------------------------------------------------------
 

@@ -53,3 +53,11 @@ class LimitReached(SmError):
 
 class Unavailable(SmError):
     kind = ErrorKind.UNAVAILABLE
+
+
+class NeedsConfirmation(Forbidden):
+    """Refused until a person confirms, e.g. files that look like secrets (`paths`)."""
+
+    def __init__(self, message: str, paths: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.paths = paths or []

@@ -145,6 +145,20 @@ class IdleReminder(Event):
     idle_seconds: int
 
 
+@dataclass(kw_only=True)
+class FilesShared(Event):
+    """Files an agent (`sm share`) or a person (`/send`) sends to the phone.
+
+    `session` is the topic they go to; None: the owner's own place (`sm share --to owner`).
+    """
+
+    type: ClassVar[str] = "files.shared"
+    paths: list[str]
+    caption: str = ""
+    sender: str | None = None  # the sharing agent's id; None: a person
+    sender_label: str = ""
+
+
 def _all_event_types() -> dict[str, type[Event]]:
     out: dict[str, type[Event]] = {}
     pending = list(Event.__subclasses__())

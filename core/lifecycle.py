@@ -110,6 +110,13 @@ class Lifecycle:
         argv[0] = program
         if provider.has_hooks and provider.name == "claude":
             argv += ["--settings", str(self.claude_settings)]
+            if env.get("SM_SESSION_ID"):
+                # Files from the phone land in the session's inbox, outside its working
+                # directory: Claude reads them there without a permission prompt.
+                inbox = self._settings.inbox_dir / env["SM_SESSION_ID"]
+                inbox.parent.mkdir(mode=0o700, exist_ok=True)
+                inbox.mkdir(mode=0o700, exist_ok=True)
+                argv += ["--add-dir", str(inbox)]
         # tmux 3.3 replaces PATH with its client's even when given with -e,
         # so PATH (which must find `sm`) rides on the command line instead.
         # The agent's token is read from a 0600 file by the wrapper: on a command

@@ -129,6 +129,8 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
+from fake_telegram_files import FileMethods
+
 __all__ = ["FakeTelegram", "Limits", "GENERAL", "NOT_MODIFIED", "TOPIC_COLORS", "ApiError", "parse_html",
            "HtmlError"]
 
@@ -431,7 +433,7 @@ class Limits:
     counted: set[str] = field(default_factory=lambda: {
         "sendMessage", "editMessageText", "editMessageReplyMarkup", "sendDocument",
         "createForumTopic", "editForumTopic", "closeForumTopic", "reopenForumTopic",
-        "pinChatMessage"})
+        "pinChatMessage", "sendPhoto", "sendMediaGroup"})
 
 
 @dataclass
@@ -475,7 +477,7 @@ class _Message:
     document: dict[str, Any] | None = None
 
 
-class FakeTelegram:
+class FakeTelegram(FileMethods):
     """The fake Bot API server.  See the module docstring for the whole contract.
 
     Lifecycle: ``await start() -> url``, ``await stop()``, or ``async with``.
@@ -551,6 +553,7 @@ class FakeTelegram:
             "getChatMember": self._get_chat_member,
             "sendChatAction": self._send_chat_action,
         }
+        self._methods.update(self._file_methods())  # tests/fake_telegram_files.py
         self._method_names = {name.lower(): name for name in self._methods}
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -1335,11 +1338,7 @@ class FakeTelegram:
         info = self._files.get(params.get("file_id") or "")
         if info is None:
             raise _bad("invalid file_id")
-        result = {"file_id": info["file_id"], "file_unique_id": info["file_unique_id"],
-                  "file_path": info["file_path"]}
-        if info["file_size"] is not None:
-            result["file_size"] = info["file_size"]
-        return result
+        return self._get_file_limited(info)
 
     def _create_forum_topic(self, params: dict[str, Any], request: Any) -> dict[str, Any]:
         chat = self._chat(params)

@@ -93,6 +93,12 @@ class ThreadedTelegram:
         return self.do(lambda: self.fake.send_text(CHAT, user or self.owner, text, thread_id=thread_id,
                                                    reply_to_message_id=reply_to))
 
+    def send_media(self, kind: str, content: bytes, thread_id: int | None = None,
+                   user: dict[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
+        """A person's photo, document, audio, voice or video (see tests/fake_telegram_files.py)."""
+        return self.do(lambda: self.fake.send_media(CHAT, user or self.owner, kind, content,
+                                                    thread_id=thread_id, **kwargs))
+
     def press(self, message_id: int, data: str, user: dict[str, Any] | None = None) -> str:
         return self.do(lambda: self.fake.press(CHAT, user or self.owner, message_id, data))
 

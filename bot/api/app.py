@@ -259,6 +259,12 @@ async def status(c: Call) -> Any:
     return await c.engine.status(c.caller)
 
 
+async def share(c: Call) -> Any:
+    b: m.ShareBody = c.body
+    target = await c.engine.share(c.caller, b.paths, to=b.to, caption=b.caption)
+    return m.Shared(to=target.id if target else "owner", files=len(b.paths))
+
+
 async def hook(c: Call) -> Any:
     return await c.engine.hook(c.caller, c.request.match_info["event"], c.body.model_dump())
 
@@ -350,6 +356,9 @@ ROUTES: tuple[Route, ...] = (
           query=m.OutputQuery, response=m.Output, errors=(K.NOT_FOUND,)),
     Route("GET", "/sessions/{ref}/what", "A short summary of what the agent is doing", what,
           response=m.What, errors=(K.NOT_FOUND,)),
+    Route("POST", "/share", "Send files to the phone: your topic, or an ancestor's or the owner's (sm share)",
+          share, body=m.ShareBody, response=m.Shared, status=202,
+          errors=(K.NOT_FOUND, K.FORBIDDEN, K.TOO_LARGE)),
     Route("POST", "/hooks/{event}", "A Claude Code hook event from the calling agent; "
           "the answer is what the hook prints", hook, body=m.HookPayload, response=m.HookOutput,
           errors=(K.FORBIDDEN,)),

@@ -101,6 +101,12 @@ class UnlockQuery(Query):
     workspace: Line | None = Field(None, description="owner only: release this workspace's lock")
 
 
+class ShareBody(Request):
+    paths: list[Line] = Field(min_length=1, max_length=20, description="absolute paths of the files")
+    to: Line | None = Field(None, description="'owner', or an ancestor's id or name; default: your own topic")
+    caption: Text = Field("", max_length=1000, description="shown under the files")
+
+
 class HookPayload(BaseModel):
     """What Claude Code sends a hook on stdin, passed on as it is."""
 
@@ -175,11 +181,22 @@ class LockOut(Reply):
     since: float
 
 
+class InboxSize(Reply):
+    files: int
+    bytes: int
+
+
 class Status(Reply):
     you: SessionOut | Owner
     sessions: list[QueuedSession]
     undelivered: list[Undelivered]
     locks: list[LockOut]
+    inbox: InboxSize = Field(description="files from the phone kept in the sessions' inboxes")
+
+
+class Shared(Reply):
+    to: str = Field(description="the session whose topic gets the files, or 'owner'")
+    files: int
 
 
 class Queued(Reply):

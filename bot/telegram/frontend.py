@@ -39,6 +39,7 @@ COMMANDS = {
     "status": "A session's status",
     "kill": "Kill a session",
     "open": "How to attach from a terminal",
+    "send": "Send files from the session's directory: /send <path or glob>",
     "help": "Help",
 }
 

@@ -17,6 +17,7 @@ from typing import Any
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 
+from bot.telegram import files
 from bot.telegram.background import Background
 from bot.telegram.keyboards import Action, Decision, card_keyboard, options_keyboard, permission_keyboard
 from bot.telegram.outbox import Outbox
@@ -26,7 +27,7 @@ from bot.telegram.topics import Topics
 from core.engine import Engine
 from core.errors import SmError
 from core.events import (
-    Event, IdleReminder, MessageDelivered, MessageFailed, MessageQueued, PermissionNeeded, PermissionResolved,
+    Event, FilesShared, IdleReminder, MessageDelivered, MessageFailed, MessageQueued, PermissionNeeded, PermissionResolved,
     SessionDead, SessionErrored, SessionRenamed, SessionSpawned, StateChanged, TurnFinished,
 )
 from core.humanize import ago
@@ -158,13 +159,16 @@ class Mirror:
     # Engine events this mirror shows, and those it leaves out on purpose: a test
     # checks that together they cover every event the engine publishes.
     SHOWS = (SessionSpawned, SessionRenamed, MessageQueued, MessageDelivered, MessageFailed,
-             TurnFinished, StateChanged, IdleReminder, PermissionNeeded, PermissionResolved)
+             TurnFinished, StateChanged, IdleReminder, PermissionNeeded, PermissionResolved, FilesShared)
     IGNORES = (
         SessionErrored,  # StateChanged to errored already says it, with the reason
         SessionDead,     # likewise for dead
     )
 
     async def handle(self, event: Event) -> None:
+        if isinstance(event, FilesShared):
+            await self._files(event)  # to a topic, or to the owner's General (sm share --to owner)
+            return
         session = await self._session(event.session)
         if session is None:
             return
@@ -206,6 +210,21 @@ class Mirror:
                 pass
             case _:
                 log.error("the mirror has no case for %s events", event.type)
+
+    async def _files(self, event: FilesShared) -> None:
+        session = await self._session(event.session)
+        if event.session and session is None:
+            return
+        caption = event.caption
+        if event.sender and event.sender != event.session:
+            caption = f"📎 {event.sender_label} ({event.sender})" + (f": {caption}" if caption else "")
+        max_bytes = int(self._engine.settings.share_max_mb * files.MB)
+        for kind, paths in await asyncio.to_thread(files.plan, event.paths):
+            payload: dict[str, Any] = {"as": kind, "paths": paths, "caption": caption, "max_bytes": max_bytes}
+            if session is None:
+                payload["thread_id"] = None
+            await self._outbox.put(self.chat_id, "files", payload, session.id if session else None)
+            caption = ""  # once, under the first photo or album
 
     async def _state_changed(self, session: Session, event: StateChanged) -> None:
         await self.card(session)

@@ -34,6 +34,7 @@ from aiogram.exceptions import (
 )
 from aiogram.types import BufferedInputFile, InlineKeyboardMarkup
 
+from bot.telegram import files
 from bot.telegram.ratelimit import RateLimiter
 from bot.telegram.render import esc
 from bot.telegram.topics import Topics
@@ -308,6 +309,8 @@ class Outbox:
             return sent_doc.message_id
         if item.kind == "card":
             return await self._card(item, thread, markup)
+        if item.kind == "files":
+            return await files.send(self._bot, item.chat_id, thread, payload)
         raise ValueError(f"unknown outbox kind {item.kind}")
 
     async def _card(self, item: Item, thread: int | None, markup: InlineKeyboardMarkup | None) -> int:

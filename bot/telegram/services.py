@@ -9,6 +9,7 @@ from aiogram.types import InlineKeyboardMarkup, Message
 
 from bot.telegram.background import Background
 from bot.telegram.confirmations import Confirmations
+from bot.telegram.files import FileDoor
 from bot.telegram.mirror import Mirror
 from bot.telegram.outbox import Outbox
 from bot.telegram.prompts import PermissionPrompts
@@ -30,6 +31,7 @@ class BotServices:
     background: Background
     settings: TelegramSettings
     confirmations: Confirmations = field(default_factory=Confirmations)
+    files: FileDoor = field(default_factory=FileDoor)
 
     async def is_bound(self, chat_id: int, message: Any, session_id: str) -> bool:
         """A button acts only on the session of the message it is on: one sm posted

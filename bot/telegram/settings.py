@@ -51,6 +51,9 @@ class TelegramSettings(SmSettings):
     default_provider: str = "claude"
     # Language of mirrored text (a person's own replies follow their Telegram language).
     locale: str = "en"
+    # The largest file downloaded from the phone (MB): the cloud Bot API's getFile serves
+    # 20; a local Bot API server (its getFile answers a local path) up to 2000.
+    max_download_mb: float = Field(20.0, gt=0)
     # Telegram's group limit: this many sends per window (seconds), all topics together.
     group_per_window: int = 20
     rate_window: float = 60.0
