@@ -136,7 +136,8 @@ class Server:
             [SM_BOT], env=self.env, cwd=self.tmp,
             stdout=open(self.log, "ab"), stderr=subprocess.STDOUT,
         )
-        wait_for(lambda: self.sm("status").returncode == 0 or self._died(), 20,
+        # Generous: on a loaded 2-core machine a cold start has taken over 20 s.
+        wait_for(lambda: self.sm("status").returncode == 0 or self._died(), 60,
                  message="sm-bot to answer")
         assert self.proc.poll() is None, self.log.read_text()
         return self

@@ -151,7 +151,7 @@ def run_sm_bot(tmp_path, **env: str) -> subprocess.CompletedProcess[str]:
     server = Server(tmp_path, env)
     try:
         return subprocess.run([SM_BOT], env=server.env, cwd=tmp_path, capture_output=True,
-                              text=True, timeout=30)
+                              text=True, timeout=90)
     finally:
         server.close()
 

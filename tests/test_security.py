@@ -73,10 +73,12 @@ def test_sm_secrets_never_reach_an_agent_and_the_persons_environment_does(
         for secret in secrets:
             assert secret not in text, f"a secret reached {where}"
     assert "sk-ant-person-keeps-this" in environ  # the person's own credentials pass through
+    # The markers are computed by the shell, so the typed command never shows them.
     server.ok("send", "sh", "env | grep -c -e SM_TELEGRAM_TOKEN -e SM_DB_PASSWORD -e MY_CORP > /dev/null"
-                            " && echo LEAKED || echo CLEAN-ENV")
-    wait_for(lambda: "CLEAN-ENV" in server.screen("sh"), message="env to run in the agent")
-    assert "LEAKED" not in server.screen("sh").replace("echo LEAKED", "")
+                            " && echo LEAKED-$((6*7)) || echo CLEAN-$((6*7))")
+    wait_for(lambda: "CLEAN-42" in server.screen("sh") or "LEAKED-42" in server.screen("sh"),
+             message="env to run in the agent")
+    assert "LEAKED-42" not in server.screen("sh")
 
 
 # -- 4. files ---------------------------------------------------------------------------
