@@ -74,7 +74,7 @@ def test_sm_secrets_never_reach_an_agent_and_the_persons_environment_does(
             assert secret not in text, f"a secret reached {where}"
     assert "sk-ant-person-keeps-this" in environ  # the person's own credentials pass through
     # The markers are computed by the shell, so the typed command never shows them.
-    server.ok("send", "sh", "env | grep -c -e SM_TELEGRAM_TOKEN -e SM_DB_PASSWORD -e MY_CORP > /dev/null"
+    server.ok("send", "sh", "env | grep -c -e ^SM_TELEGRAM_TOKEN= -e ^SM_DB_PASSWORD= -e ^MY_CORP_SECRET= > /dev/null"
                             " && echo LEAKED-$((6*7)) || echo CLEAN-$((6*7))")
     wait_for(lambda: "CLEAN-42" in server.screen("sh") or "LEAKED-42" in server.screen("sh"),
              message="env to run in the agent")
