@@ -261,8 +261,9 @@ def hooks_install(directory: str) -> None:
 from cli.doctor import doctor  # noqa: E402
 from cli.server import logs, stop  # noqa: E402
 from cli.service import service  # noqa: E402
+from cli.setup import setup  # noqa: E402
 
-for command in (doctor, stop, logs, service):
+for command in (doctor, stop, logs, service, setup):
     cli.add_command(command)
 
 
