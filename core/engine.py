@@ -31,7 +31,7 @@ from core.providers import PROVIDERS, dialog_options, get_provider
 from core.permissions import DECISIONS, Permissions
 from core.queue import MODES, Message, MessageQueue
 from core.sessions import Session, SessionRegistry
-from core.state import State, StateMachine
+from core.state import Reason, ReasonKind, State, StateMachine
 from core.store import Store
 from core.text import check_text
 from core.tmux import Tmux
@@ -257,12 +257,26 @@ class Engine:
         if prompt:
             prompt = check_text(prompt, self.settings.max_message_bytes)
         self._check_spawn_caps(caller)
+        if name:
+            await self._free_name_of_failed_start(name)
         session = await self._lifecycle.spawn(caller, prompt, name=name, provider=provider,
                                               workdir=workdir)
         self._monitor.poke()
         if wait and caller.session and session.state != State.ERRORED:
             await self._waits.add(caller.session, session, wait, kind="spawn")
         return session
+
+    async def _free_name_of_failed_start(self, name: str) -> None:
+        """A start that failed keeps showing in `sm status` (errored, with its cause) until
+        its name is wanted again: then it is buried, and the new start takes the name."""
+        for old in self._registry.live():
+            if old.name == name and old.state == State.ERRORED and old.state_kind == ReasonKind.START_FAILED:
+                await self._states.set(old, State.DEAD, Reason(ReasonKind.START_FAILED, f"{old.state_reason}"
+                                                               f" (its name went to a new start)"), source="spawn")
+                try:
+                    await self._tmux.kill_session(old.tmux_session)
+                except Exception:
+                    log.debug("no tmux session left of %s", old.label)
 
     def _check_spawn_caps(self, caller: Caller) -> None:
         live = self._registry.live()
@@ -290,7 +304,11 @@ class Engine:
         return target
 
     async def rename(self, caller: Caller, ref: str, name: str) -> Session:
-        return await self._lifecycle.rename(caller, await self.session(caller, ref), name)
+        target = await self.session(caller, ref)
+        if target.name != name:
+            self._lifecycle.check_may_manage(caller, target, "rename")
+            await self._free_name_of_failed_start(name)
+        return await self._lifecycle.rename(caller, target, name)
 
     def children(self, caller: Caller) -> list[Session]:
         return self._registry.children(caller.id)
