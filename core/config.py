@@ -235,6 +235,12 @@ class Settings(SmSettings):
     # Extra environment variables kept from agents, as shell patterns (sm's own secrets
     # always are): JSON or comma-separated, e.g. "AWS_SECRET_*,MY_CORP_TOKEN".
     env_deny: Annotated[list[str], NoDecode] = []
+    # `sm status` lists messages that could not be delivered from this many seconds back
+    # (`sm status --all`: all of them).
+    status_undelivered_window: float = Field(24 * 3600, gt=0)
+    # History older than this many days is pruned at start and daily: dead sessions,
+    # delivered messages, sent Telegram messages, long-message files.
+    retention_days: float = Field(14, gt=0)
     # Logging level for sm-bot.
     log_level: str = "INFO"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -318,3 +319,30 @@ def test_a_name_held_by_a_working_session_is_still_refused(server: Server) -> No
     server.ok("spawn", "", "--provider", "shell", "--name", "busy1")
     result = server.sm("spawn", "", "--provider", "shell", "--name", "busy1")
     assert result.returncode == 1 and "taken" in result.stderr
+
+
+def test_alone_and_others_use_the_owners_directory_and_an_agents_own(server: Server, tmp_path: Path) -> None:
+    from conftest import SM
+
+    there = tmp_path / "there"
+    empty = tmp_path / "empty"
+    there.mkdir()
+    empty.mkdir()
+    server.ok("spawn", "", "--provider", "shell", "--name", "here1")           # in the owner's workdir
+    server.ok("spawn", "", "--provider", "shell", "--name", "there1", "--dir", str(there))
+    server.wait_state("there1", "idle")
+
+    def sm_in(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([SM, *args], env=env or server.env, cwd=cwd, capture_output=True, text=True,
+                              timeout=30)
+
+    assert [s["name"] for s in json.loads(sm_in(server.workdir, "others", "--json").stdout)] == ["here1"]
+    assert [s["name"] for s in json.loads(sm_in(there, "others", "--json").stdout)] == ["there1"]
+    assert sm_in(empty, "alone").returncode == 0
+    not_alone = sm_in(there, "alone")
+    assert not_alone.returncode == 1 and "there1" in not_alone.stdout
+    # an agent's workspace is its own workdir, wherever its shell has wandered
+    agent = server.agent_env("there1")
+    assert sm_in(server.workdir, "alone", env=agent).returncode == 0
+    server.ok("spawn", "", "--provider", "shell", "--name", "there2", "--dir", str(there))
+    assert [s["name"] for s in json.loads(sm_in(empty, "others", "--json", env=agent).stdout)] == ["there2"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 
 from aiogram import Bot, Dispatcher
@@ -19,6 +20,7 @@ from bot.telegram.i18n import make_i18n
 from bot.telegram.middlewares import AllowList
 from bot.telegram.mirror import Mirror, topic_name
 from bot.telegram.outbox import Outbox
+from bot.telegram import retention
 from bot.telegram.prompts import PermissionPrompts
 from bot.telegram.ratelimit import RateLimiter
 from bot.telegram.services import BotServices
@@ -85,6 +87,7 @@ class TelegramFrontEnd:
             log.warning("%s", problem)
         store = await self.engine.door_store(DOOR, package_migrations("bot.telegram"))
         self.topics = Topics(store)
+        self.engine.add_pruner(DOOR, functools.partial(retention.prune, store))
         self.prompts = PermissionPrompts(store)
         self.outbox = Outbox(store, self.bot, self.topics, self.limiter, self._topic_name)
         self.outbox.on_sent.append(self._remember)
