@@ -24,7 +24,7 @@ from bot.logs import RedactSecrets, setup_logging
 from bot.command_line import parse as parse_args
 from bot.telegram.settings import TelegramSettings, load_telegram_settings
 from core import environment, paths
-from core.config import Settings, load_settings
+from core.config import Settings, config_path, load_settings, unused_yaml_keys
 from core.engine import Engine
 from core.store import StoreError
 from core.version import version
@@ -173,6 +173,8 @@ def main() -> None:
         sys.exit(1)
     try:
         redactor = setup_logging(settings.log_level, settings.state_dir, [telegram_settings.token])
+        for key in unused_yaml_keys(TelegramSettings):
+            log.warning("config file %s: %s is not a setting sm uses; it is ignored", config_path(), key)
         sys.exit(asyncio.run(run(settings, redactor, telegram_settings)))
     except StoreError as exc:
         print(f"sm-bot: {exc}", file=sys.stderr)

@@ -75,15 +75,23 @@ def status_text(out: dict) -> str:
     inbox = out.get("inbox")
     if inbox and inbox.get("files"):
         lines.append(f"\ninbox: {inbox['files']} file(s), {human_bytes(inbox['bytes'])}")
+    window = out.get("undelivered_window")
     if out.get("undelivered"):
-        lines.append("\nundelivered:")
+        lines.append("\nundelivered" + (f" (the last {_span(window)}):" if window else ":"))
         for m in out["undelivered"]:
             lines.append(f"  #{m['id']} to {m['target']} from {m['from']} [{m['status']}]: {m['error']}")
+    if out.get("undelivered_older"):
+        lines.append(f"\n{out['undelivered_older']} older undelivered message(s): sm status --all")
     return "\n".join(lines)
 
 
-def status(as_json: bool) -> None:
-    out = call("GET", "/status")
+def _span(seconds: float) -> str:
+    hours = seconds / 3600
+    return f"{hours:g} h" if hours >= 1 else f"{seconds:g} s"
+
+
+def status(as_json: bool, everything: bool = False) -> None:
+    out = call("GET", "/status?all=1" if everything else "/status")
     emit_json(out) if as_json else print(status_text(out))  # type: ignore[arg-type]
 
 

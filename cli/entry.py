@@ -5,7 +5,7 @@ everything else `sm status` does. So the hottest calls are dispatched before
 click is imported:
 
 * `sm hook <Event>` and `sm auto-lock` (every Claude Code tool call), and
-* `sm status [--json]` and `sm children [--json]` in exactly those forms.
+* `sm status [--all] [--json]` and `sm children [--json]` in exactly those forms.
 
 They run the same functions the click commands call (cli/common.py). Any
 other form, `--help` included, goes through click in cli/main.py.
@@ -26,10 +26,15 @@ def main() -> None:
         from hooks.entry import auto_lock
 
         sys.exit(auto_lock())
-    if args in (["status"], ["status", "--json"], ["children"], ["children", "--json"]):
+    if args in (["children"], ["children", "--json"]):
         from cli import common
 
-        getattr(common, args[0])(len(args) == 2)
+        common.children(len(args) == 2)
+        return
+    if args[:1] == ["status"] and len(set(args[1:])) == len(args[1:]) and set(args[1:]) <= {"--json", "--all"}:
+        from cli import common
+
+        common.status("--json" in args, "--all" in args)
         return
     from cli.main import main as cli_main
 

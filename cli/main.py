@@ -192,13 +192,16 @@ def name(args: tuple[str, ...]) -> None:
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True)
-def status(as_json: bool) -> None:
+@click.option("--all", "everything", is_flag=True,
+              help="Every undelivered message, not only the recent ones (SM_STATUS_UNDELIVERED_WINDOW).")
+def status(as_json: bool, everything: bool) -> None:
     """Who I am, every live session, and messages that could not be delivered."""
-    common.status(as_json)
+    common.status(as_json, everything)
 
 
 def _others() -> list[dict[str, Any]]:
-    return call("GET", "/sessions?scope=others")
+    # The owner's workspace is where they are; an agent's is its own (the server knows it).
+    return call("GET", f"/sessions?scope=others&dir={segment(os.getcwd())}")
 
 
 @cli.command()
@@ -276,8 +279,9 @@ def hooks_install(directory: str) -> None:
 from cli.doctor import doctor  # noqa: E402
 from cli.server import logs, stop  # noqa: E402
 from cli.service import service  # noqa: E402
+from cli.setup import setup  # noqa: E402
 
-for command in (doctor, stop, logs, service):
+for command in (doctor, stop, logs, service, setup):
     cli.add_command(command)
 
 

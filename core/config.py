@@ -60,15 +60,68 @@ def _flatten_yaml(doc: dict[str, Any]) -> dict[str, Any]:
     return flat
 
 
+def _yaml_keys(doc: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """Every setting in a config.yaml document: (its dotted name, its section, its flat name)."""
+    out = []
+    for section, body in doc.items():
+        section = str(section)
+        if not isinstance(body, dict):
+            out.append((section, "", section))
+            continue
+        for key, value in body.items():
+            key = str(key)
+            if section == "providers" and isinstance(value, dict):
+                out += [(f"providers.{key}.{pkey}", section, f"{key}_{pkey}") for pkey in value]
+            elif section == "paths":
+                out.append((f"paths.{key}", section, key))
+            else:
+                out.append((f"{section}.{key}", section, f"{section}_{key}"))
+    return out
+
+
+def config_path() -> Path | None:
+    """The YAML file settings read: `SM_CONFIG`, else ~/.config/sm/config.yaml if it exists."""
+    explicit = os.environ.get("SM_CONFIG")
+    if explicit:
+        return Path(explicit).expanduser()
+    default = Path("~/.config/sm/config.yaml").expanduser()
+    return default if default.exists() else None
+
+
+def unused_yaml_keys(*door_settings: type["SmSettings"]) -> list[str]:
+    """The config.yaml keys that neither the engine nor the given doors read (e.g.
+    `paths.state_file`, which the original project had): sm-bot warns about each,
+    so a setting that does nothing is not taken for one that works. A file that
+    cannot be read is the settings' own error, not this one's."""
+    path = config_path()
+    if path is None:
+        return []
+    import yaml
+
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return []
+    if not isinstance(doc, dict):
+        return []
+    engine = set(Settings.model_fields)
+    sections = {d.yaml_section: set(d.model_fields) for d in door_settings if d.yaml_section}
+    unused = []
+    for dotted, section, flat in _yaml_keys(doc):
+        if section in sections:
+            used = dotted.split(".", 1)[-1] in sections[section]
+        else:
+            used = flat in engine
+        if not used:
+            unused.append(dotted)
+    return unused
+
+
 class YamlConfigSource(PydanticBaseSettingsSource):
     """The optional config.yaml, flattened to the settings' field names."""
 
     def _path(self) -> Path | None:
-        explicit = os.environ.get("SM_CONFIG")
-        if explicit:
-            return Path(explicit).expanduser()
-        default = Path("~/.config/sm/config.yaml").expanduser()
-        return default if default.exists() else None
+        return config_path()
 
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
         return None, field_name, False
@@ -192,6 +245,12 @@ class Settings(SmSettings):
     transcribe_timeout: float = Field(60.0, gt=0)
     # The largest file `sm share` / `/send` takes (MB); Telegram's cloud Bot API uploads 50.
     share_max_mb: float = Field(50.0, gt=0)
+    # `sm status` lists messages that could not be delivered from this many seconds back
+    # (`sm status --all`: all of them).
+    status_undelivered_window: float = Field(24 * 3600, gt=0)
+    # History older than this many days is pruned at start and daily: dead sessions,
+    # delivered messages, sent Telegram messages, long-message files.
+    retention_days: float = Field(14, gt=0)
     # Logging level for sm-bot.
     log_level: str = "INFO"
 

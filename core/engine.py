@@ -32,8 +32,9 @@ from core.monitor import Monitor
 from core.providers import dialog_options, get_provider
 from core.permissions import DECISIONS, Permissions
 from core.queue import MODES, Message, MessageQueue
+from core.retention import Pruner, Retention
 from core.sessions import Session, SessionRegistry
-from core.state import State, StateMachine
+from core.state import Reason, ReasonKind, State, StateMachine
 from core.types import PROVIDER_NAMES
 from core.store import Store
 from core.text import check_text
@@ -116,6 +117,7 @@ class Engine:
         self._monitor = Monitor(self._registry, self._states, self._queue, self._tmux, self._bus,
                                 settings.monitor_poll_interval, settings.monitor_idle_timeout, clock)
         self._locks = Locks(store, self._registry, settings.lock_lease, git_root, clock)
+        self._retention = Retention(store, settings.retention_days, settings.state_dir / "messages", clock)
         self._states.on_change(self._release_locks_of_the_gone)
         self._owner_token = ""
         self._drain_lock = asyncio.Lock()
@@ -150,6 +152,7 @@ class Engine:
         await self._waits.start()
         for session in self._registry.live():
             self._delivery.wake(session.id)
+        self._retention.start()
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep_inbox(), name="inbox-sweeper")
 
     async def _sweep_inbox(self) -> None:
@@ -166,6 +169,7 @@ class Engine:
             await asyncio.sleep(INBOX_SWEEP)
 
     async def stop(self) -> None:
+        await self._retention.stop()
         if self._sweeper:
             self._sweeper.cancel()
             await asyncio.gather(self._sweeper, return_exceptions=True)
@@ -285,12 +289,26 @@ class Engine:
         if prompt:
             prompt = check_text(prompt, self.settings.max_message_bytes)
         self._check_spawn_caps(caller)
+        if name:
+            await self._free_name_of_failed_start(name)
         session = await self._lifecycle.spawn(caller, prompt, name=name, provider=provider,
                                               workdir=workdir)
         self._monitor.poke()
         if wait and caller.session and session.state != State.ERRORED:
             await self._waits.add(caller.session, session, wait, kind="spawn")
         return session
+
+    async def _free_name_of_failed_start(self, name: str) -> None:
+        """A start that failed keeps showing in `sm status` (errored, with its cause) until
+        its name is wanted again: then it is buried, and the new start takes the name."""
+        for old in self._registry.live():
+            if old.name == name and old.state == State.ERRORED and old.state_kind == ReasonKind.START_FAILED:
+                await self._states.set(old, State.DEAD, Reason(ReasonKind.START_FAILED, f"{old.state_reason}"
+                                                               f" (its name went to a new start)"), source="spawn")
+                try:
+                    await self._tmux.kill_session(old.tmux_session)
+                except Exception:
+                    log.debug("no tmux session left of %s", old.label)
 
     def _check_spawn_caps(self, caller: Caller) -> None:
         live = self._registry.live()
@@ -318,36 +336,47 @@ class Engine:
         return target
 
     async def rename(self, caller: Caller, ref: str, name: str) -> Session:
-        return await self._lifecycle.rename(caller, await self.session(caller, ref), name)
+        target = await self.session(caller, ref)
+        if target.name != name:
+            self._lifecycle.check_may_manage(caller, target, "rename")
+            await self._free_name_of_failed_start(name)
+        return await self._lifecycle.rename(caller, target, name)
 
     def children(self, caller: Caller) -> list[Session]:
         return self._registry.children(caller.id)
 
-    async def others(self, caller: Caller) -> list[Session]:
-        """Other live sessions working in the caller's workspace (git root)."""
+    async def others(self, caller: Caller, workdir: str | None = None) -> list[Session]:
+        """Other live sessions working in the caller's workspace (git root): an agent's
+        is its own workdir's; the owner's is `workdir`'s (the CLI sends its cwd)."""
         def roots() -> tuple[str, dict[str, str]]:
-            here = git_root(caller.session.workdir if caller.session else os.getcwd())
+            here = git_root(caller.session.workdir if caller.session else workdir or os.getcwd())
             return here, {s.id: git_root(s.workdir) for s in self._registry.live() if s.id != caller.id}
 
         here, theirs = await asyncio.to_thread(roots)  # git runs in a thread, not on the loop
         return [s for s in self._registry.live()
                 if theirs.get(s.id) == here and s.state != State.ERRORED]
 
-    async def status(self, caller: Caller) -> dict[str, Any]:
+    async def status(self, caller: Caller, everything: bool = False) -> dict[str, Any]:
+        """Who the caller is, the live sessions, locks, and the messages that could not be
+        delivered: those of the last `status_undelivered_window` seconds, or all of them."""
         counts = await self._queue.counts()
         sessions = []
         for s in self._registry.live():
             item = s.public()
             item["queued"] = counts.get(s.id, 0)
             sessions.append(item)
+        window = self.settings.status_undelivered_window
+        since = 0.0 if everything else self._clock() - window
         undelivered = [
             {"id": m.id, "target": m.target_id, "from": m.sender_label, "status": m.status,
              "error": m.error, "text": m.body[:200]}
-            for m in await self._queue.undelivered()
+            for m in await self._queue.undelivered(since, limit=1_000_000 if everything else 50)
         ]
         me = caller.session.public() if caller.session else None
         files, size = await asyncio.to_thread(self._inbox.size)
         return {"you": me or {"name": "owner"}, "sessions": sessions, "undelivered": undelivered,
+                "undelivered_older": 0 if everything else await self._queue.undelivered_before(since),
+                "undelivered_window": None if everything else window,
                 "locks": await self.lock_list(caller), "inbox": {"files": files, "bytes": size}}
 
     # -- messages --------------------------------------------------------------------
@@ -678,6 +707,12 @@ class Engine:
             await self._apply_hook(session, parse_hook(event, payload))
 
     # -- a door's own tables ----------------------------------------------------------
+
+    def add_pruner(self, door: str, pruner: Pruner) -> None:
+        """A door's part of retention (core/retention.py): `pruner(cutoff, sessions)` removes
+        the door's rows older than the cutoff and those of the dead sessions about to be
+        deleted. It runs soon after it is added (the door's start) and then daily."""
+        self._retention.add(door, pruner)
 
     async def door_store(self, door: str, migrations: list[tuple[int, str]]) -> Store:
         """The store, with `door`'s own tables migrated to their latest version.

@@ -54,6 +54,13 @@ log = logging.getLogger(__name__)
 # screen over a missing Stop hook.
 LOST_STOP_AFTER = 3.0
 EXIT_LINE_RE = re.compile(r"^\[sm\] agent exited with status (\d+)$")
+# A line that says what went wrong; an agent's last words are often advice
+# below it ("...might not be available in your country").
+ERROR_LINE_RE = re.compile(
+    r"error|failed|failure|fatal|panic|cannot|can't|unable|denied|refused|not found|no such|"
+    r"(?-i:\bE[A-Z]{4,}\b)|exception|traceback", re.IGNORECASE)
+# How far above the exit a cause is looked for (non-empty lines).
+CAUSE_LINES = 12
 RECHECK_EVERY = 2.0
 STARTING_POLL = 0.1
 HOT_FOR = 1.5
@@ -65,6 +72,12 @@ DEAD_RECHECK = 0.05
 FALLBACK_POLL = 0.5
 RECONNECT_EVERY = 5.0
 NET_FORMAT = PANE_FORMAT.replace("#{pane_current_command}", "")
+
+
+def last_words(lines_up: list[str]) -> str:
+    """What a dead agent's screen says went wrong: the lowest line that reads as an
+    error, else the last line. `lines_up` runs from the bottom of the screen up."""
+    return next((line for line in lines_up if ERROR_LINE_RE.search(line)), lines_up[0] if lines_up else "")
 
 
 class Monitor:
@@ -374,13 +387,15 @@ class Monitor:
                 code = int(found.group(1)) if code is None else code
                 continue
             words.append(line)
-            break
+            if len(words) >= CAUSE_LINES:
+                break
         # The wrapper's last line says the status when tmux has none yet; without
         # either, wait a moment for tmux to reap the process (DEAD_RECHECK).
         if code is None and not found_exit_line and self._clock() - first_seen < DEAD_STATUS_WAIT:
             return
         self._dead_since.pop(session.id, None)
-        last = words[0] if words else ""
+        # A start that failed: the line naming the cause. An agent that ran: its last line.
+        last = last_words(words) if session.state == State.STARTING else (words[0] if words else "")
         status = f"status {code}" if code is not None else "no status"
         if session.state == State.STARTING:
             reason = Reason(ReasonKind.START_FAILED, f"failed to start: exited with {status}")

@@ -138,13 +138,20 @@ class MessageQueue:
         await self.mark_failed(pending, error)
         return len(pending)
 
-    async def undelivered(self) -> list[Message]:
-        """Failed messages and ones that needed retries: what `sm status` shows."""
+    UNDELIVERED = "(status = 'failed' OR (status IN ('queued','inflight') AND error IS NOT NULL))"
+
+    async def undelivered(self, since: float = 0.0, limit: int = 50) -> list[Message]:
+        """Failed messages and ones that needed retries, made since `since`: what `sm status` shows."""
         rows = await self._store.fetchall(
-            "SELECT * FROM messages WHERE status = 'failed' OR (status IN ('queued','inflight') AND error IS NOT NULL)"
-            " ORDER BY id DESC LIMIT 50"
-        )
+            f"SELECT * FROM messages WHERE {self.UNDELIVERED} AND created_at >= ? ORDER BY id DESC LIMIT ?",
+            (since, limit))
         return [Message(**dict(r)) for r in rows]
+
+    async def undelivered_before(self, before: float) -> int:
+        """How many undelivered messages are older than `before` (what `sm status` leaves out)."""
+        row = await self._store.fetchone(
+            f"SELECT COUNT(*) FROM messages WHERE {self.UNDELIVERED} AND created_at < ?", (before,))
+        return int(row[0]) if row else 0
 
     async def counts(self) -> dict[str, int]:
         rows = await self._store.fetchall(

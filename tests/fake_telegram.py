@@ -29,7 +29,8 @@ What it models (all in memory, one event loop):
 * forum topics: ``createForumTopic`` makes a service message whose ``message_id`` is the
   topic's ``message_thread_id``; edit/close/reopen add service messages like Telegram does;
   ``deleteForumTopic`` deletes the topic and its messages.
-* incoming updates made by the test: ``send_text`` (a user's message, shaped like Telegram's:
+* incoming updates made by the test: ``bot_added`` (``my_chat_member``: someone added the bot
+  to a group), ``send_text`` (a user's message, shaped like Telegram's:
   ``message_thread_id`` + ``is_topic_message`` in a topic, ``reply_to_message`` = the topic's
   creation message unless it is a real reply) and ``press`` (a ``callback_query`` on a message
   the bot sent).  ``getUpdates`` long-polls: it returns as soon as an update is queued.
@@ -486,7 +487,7 @@ class FakeTelegram(FileMethods):
     Chats and users: ``user()``, ``add_forum_group()``, ``add_group()``, ``add_private_chat()``,
     ``add_topic()`` (a topic made by a human), ``bot_can_manage_topics()``, ``set_bot_status()``,
     ``block()``.
-    Updates: ``send_text()``, ``press()``; ``updates`` is the unconfirmed queue.
+    Updates: ``bot_added()``, ``send_text()``, ``press()``; ``updates`` is the unconfirmed queue.
     Failures: ``outage()``, ``fail_next()``.
     Reading back: ``calls`` [(method, params)] (accepted calls except getUpdates, JSON fields
     decoded, ints/bools converted, an uploaded file as {"filename", "content", "content_type"}),
@@ -662,6 +663,16 @@ class FakeTelegram(FileMethods):
         msg = self._store(chat, thread_id, "user", obj, from_user=user, reply=reply)
         self._queue({"message": json.loads(json.dumps(msg.obj))})
         return msg.obj
+
+    def bot_added(self, chat_id: int, by: dict[str, Any]) -> dict[str, Any]:
+        """Queue the ``my_chat_member`` update Telegram sends when ``by`` adds the bot to a
+        group (it comes whether or not the bot may read the group's messages)."""
+        chat = self._chats[chat_id]
+        chat.members.setdefault(by["id"], by)
+        member = {"user": self.bot_user, "status": chat.bot_status}
+        return self._queue({"my_chat_member": {
+            "chat": self._chat_obj(chat), "from": by, "date": int(time.time()),
+            "old_chat_member": {"user": self.bot_user, "status": "left"}, "new_chat_member": member}})
 
     def press(self, chat_id: int, user: dict[str, Any], message_id: int, data: str) -> str:
         """Queue a callback_query: ``user`` pressed a button of the bot's message.  Returns its id."""

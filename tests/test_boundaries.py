@@ -165,7 +165,7 @@ def test_the_engines_surface_is_the_contract_the_doors_are_written_against() -> 
         "send", "press_keys", "decide_permission", "caller_for_token", "caller_for_person",
         "subscribe", "health", "live_count", "spawn", "kill", "rename", "children", "others",
         "status", "wait", "clear", "lock", "unlock", "lock_list", "auto_lock", "hook", "drain_spool",
-        "open", "start", "stop", "settings", "owner_token", "door_store", "caller_for_peer", "request_shutdown", "shutdown_requested",
+        "open", "start", "stop", "settings", "owner_token", "door_store", "add_pruner", "caller_for_peer", "request_shutdown", "shutdown_requested",
         "inbox_file", "receive_files", "transcribe", "share", "send_files",
     }
     assert engine_surface() == contract

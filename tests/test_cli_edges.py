@@ -173,3 +173,27 @@ def test_attach_from_inside_tmux_opens_a_new_window_attached_to_the_agent(server
                                      capture_output=True, text=True).stdout
     assert wait_for(lambda: server.session("keeper")["tmux_session"] in clients(), 15,
                     message="a client attached to the agent's tmux session")
+
+
+def test_the_seed_config_runs_warns_once_about_state_file_and_lets_its_private_chat_in(tmp_path: Path) -> None:
+    """The seed's config.yaml as is, with a real token: `paths.state_file` (which sm does not
+    use) is named in one warning, and the one id it allows (a private chat) may use the bot."""
+    telegram = ThreadedTelegram()
+    person = telegram.fake.user(123456789, "Seed", "seed")
+    server = Server(tmp_path, {"SM_TELEGRAM_API_URL": telegram.url})
+    config = tmp_path / "config.yaml"
+    config.write_text(SEED_CONFIG.format(state=server.state_dir).replace("YOUR_BOT_TOKEN_HERE", telegram.token))
+    del server.env["SM_STATE_DIR"]
+    server.env.update(SM_CONFIG=str(config), XDG_CONFIG_HOME=str(tmp_path / "cfg"))
+    try:
+        server.start()
+        log = wait_for(lambda: (text := server.log.read_text()) and "sm-bot ready" in text and text, 20,
+                       message="sm-bot to be ready")
+        warnings = [line for line in log.splitlines() if "is not a setting sm uses" in line]
+        assert len(warnings) == 1 and "paths.state_file" in warnings[0], log
+        assert "allow-lists are empty" not in log and "is empty" not in log, log
+        telegram.do(lambda: telegram.fake.send_text(123456789, person, "/list"))
+        telegram.wait(lambda t: t.do(lambda: t.fake.messages(123456789)), 20, "the bot's answer in the private chat")
+    finally:
+        server.close()
+        telegram.close()

@@ -287,3 +287,39 @@ def test_allowed_roots_accept_a_path_list_or_json(monkeypatch, tmp_path) -> None
     assert load_telegram_settings().allowed_roots == [home / "src", tmp_path.resolve()]
     monkeypatch.setenv("SM_TELEGRAM_ALLOWED_ROOTS", f'["{tmp_path}"]')
     assert load_telegram_settings().allowed_roots == [tmp_path.resolve()]
+
+
+# -- the seed's keys, and the allow-lists --------------------------------------------------
+
+
+def test_keys_sm_does_not_use_are_named_and_the_rest_are_not(monkeypatch, tmp_path) -> None:
+    from core.config import unused_yaml_keys
+
+    write_yaml(tmp_path, monkeypatch, FULL_YAML + "paths:\n  state_file: /x/state.json\n"
+               "  state_dir: /srv/sm\ntelegram:\n  token: x\n  colour: blue\nextras:\n  a: 1\n")
+    assert unused_yaml_keys(TelegramSettings) == ["paths.state_file", "telegram.colour", "extras.a"]
+    write_yaml(tmp_path, monkeypatch, FULL_YAML)
+    assert unused_yaml_keys(TelegramSettings) == []
+
+
+def test_a_private_chat_id_on_the_chat_list_also_allows_that_person(monkeypatch) -> None:
+    monkeypatch.setenv("SM_TELEGRAM_ALLOWED_CHAT_IDS", "123456789,-1005")
+    settings = load_telegram_settings()
+    assert settings.allowed_users() == {123456789}
+    assert settings.allowed_chats() == {123456789, -1005}
+    assert settings.allow_list_problem() is None
+
+
+@pytest.mark.parametrize("env, names", [
+    ({}, "allow-lists are empty"),
+    ({"SM_TELEGRAM_CHAT_ID": "-1005"}, "SM_TELEGRAM_ALLOWED_USER_IDS (telegram.allowed_user_ids) is empty"),
+    ({"SM_TELEGRAM_ALLOWED_CHAT_IDS": "-1005"}, "SM_TELEGRAM_ALLOWED_USER_IDS (telegram.allowed_user_ids) is empty"),
+    ({"SM_TELEGRAM_ALLOWED_USER_IDS": "7"}, "SM_TELEGRAM_CHAT_ID and SM_TELEGRAM_ALLOWED_CHAT_IDS"),
+    ({"SM_TELEGRAM_ALLOWED_USER_IDS": "7", "SM_TELEGRAM_CHAT_ID": "-1005"}, None),
+], ids=["both", "users, with a chat", "users, with a chat list", "chats", "neither"])
+def test_the_allow_list_warning_names_the_list_that_is_empty(monkeypatch, env: dict[str, str],
+                                                             names: str | None) -> None:
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    problem = load_telegram_settings().allow_list_problem()
+    assert problem is None if names is None else names in problem

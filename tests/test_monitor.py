@@ -13,6 +13,8 @@ import signal
 import subprocess
 from typing import Callable
 
+import pytest
+
 from conftest import Server, wait_for
 
 NO_NET = "600"
@@ -106,3 +108,19 @@ def test_monitor_client_never_counts_as_a_person_attached_to_an_agent(server_fac
     attached = dict(line.split() for line in
                     tmux(server, "list-sessions", "-F", "#{session_name} #{session_attached}").splitlines())
     assert attached[agent] == "0"
+
+
+@pytest.mark.parametrize("screen, cause", [
+    (["Welcome to Claude Code", "Failed to connect to api.anthropic.com: ENOTFOUND",
+      "Note: Claude Code might not be available in your country."],
+     "Failed to connect to api.anthropic.com: ENOTFOUND"),
+    (["bash: claude: command not found"], "bash: claude: command not found"),
+    (["Error: EACCES: permission denied, open '/x'", "    at Object.openSync", "Node.js v20.1.0"],
+     "Error: EACCES: permission denied, open '/x'"),
+    (["Exiting everything now", "bye"], "bye"),
+    ([], ""),
+], ids=["offline claude", "not found", "node stack", "no error: the last line", "nothing"])
+def test_a_dead_agents_cause_is_its_lowest_error_line(screen: list[str], cause: str) -> None:
+    from core.monitor import last_words
+
+    assert last_words(list(reversed(screen))) == cause

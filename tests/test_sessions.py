@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -275,3 +276,73 @@ def test_an_agent_without_its_token_is_not_the_owner(server: Server) -> None:
                             capture_output=True, text=True, cwd=server.workdir)
     assert result.returncode == 1 and "acts only as itself" in result.stderr
     assert server.state("other") != "dead"
+
+
+OFFLINE_CLAUDE = ("sh -c 'echo Welcome to Claude Code; echo; "
+                  "echo Failed to connect to api.anthropic.com: ENOTFOUND; "
+                  "echo Note: Claude Code might not be available in your country. Check supported countries; "
+                  "exit 1'")
+
+
+def test_a_failed_start_names_the_error_line_not_the_last_line(server_factory) -> None:
+    server = server_factory(SM_GEMINI_COMMAND=OFFLINE_CLAUDE)
+    server.sm("spawn", "", "--provider", "gemini", "--name", "offline")  # may already say it failed
+    s = wait_for(lambda: (s := server.session("offline"))["state"] == "errored" and s, message="offline to fail")
+    assert s["state_kind"] == "start failed"
+    assert s["state_reason"] == ("failed to start: exited with status 1: "
+                                 "Failed to connect to api.anthropic.com: ENOTFOUND")
+    assert "ENOTFOUND" in server.ok("status")
+
+
+def test_a_failed_start_shows_until_its_name_is_wanted_again_then_the_new_start_takes_it(server_factory) -> None:
+    server = server_factory(SM_CODEX_COMMAND="no-such-codex-binary")
+    assert server.sm("spawn", "", "--provider", "codex", "--name", "scout").returncode == 1
+    failed = server.session("scout")
+    assert failed["state"] == "errored" and "failed to start" in server.ok("status")
+
+    again = server.json("spawn", "", "--provider", "shell", "--name", "scout")
+    assert again["id"] != failed["id"] and again["name"] == "scout"
+    server.wait_state("scout", "idle")
+    assert [s["id"] for s in server.json("status")["sessions"]] == [again["id"]]
+    assert server.json("status")["sessions"][0]["state"] == "idle"
+    # the failed start is history now, found by its id, with its cause
+    old = server.client().request("GET", f"/sessions/{failed['id']}")
+    assert old["state"] == "dead" and old["state_kind"] == "start failed"
+
+    # renaming onto a failed start's name frees it the same way
+    assert server.sm("spawn", "", "--provider", "codex", "--name", "probe").returncode == 1
+    server.ok("name", "scout", "probe")
+    assert [s["name"] for s in server.json("status")["sessions"]] == ["probe"]
+
+
+def test_a_name_held_by_a_working_session_is_still_refused(server: Server) -> None:
+    server.ok("spawn", "", "--provider", "shell", "--name", "busy1")
+    result = server.sm("spawn", "", "--provider", "shell", "--name", "busy1")
+    assert result.returncode == 1 and "taken" in result.stderr
+
+
+def test_alone_and_others_use_the_owners_directory_and_an_agents_own(server: Server, tmp_path: Path) -> None:
+    from conftest import SM
+
+    there = tmp_path / "there"
+    empty = tmp_path / "empty"
+    there.mkdir()
+    empty.mkdir()
+    server.ok("spawn", "", "--provider", "shell", "--name", "here1")           # in the owner's workdir
+    server.ok("spawn", "", "--provider", "shell", "--name", "there1", "--dir", str(there))
+    server.wait_state("there1", "idle")
+
+    def sm_in(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([SM, *args], env=env or server.env, cwd=cwd, capture_output=True, text=True,
+                              timeout=30)
+
+    assert [s["name"] for s in json.loads(sm_in(server.workdir, "others", "--json").stdout)] == ["here1"]
+    assert [s["name"] for s in json.loads(sm_in(there, "others", "--json").stdout)] == ["there1"]
+    assert sm_in(empty, "alone").returncode == 0
+    not_alone = sm_in(there, "alone")
+    assert not_alone.returncode == 1 and "there1" in not_alone.stdout
+    # an agent's workspace is its own workdir, wherever its shell has wandered
+    agent = server.agent_env("there1")
+    assert sm_in(server.workdir, "alone", env=agent).returncode == 0
+    server.ok("spawn", "", "--provider", "shell", "--name", "there2", "--dir", str(there))
+    assert [s["name"] for s in json.loads(sm_in(empty, "others", "--json", env=agent).stdout)] == ["there2"]

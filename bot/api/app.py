@@ -203,7 +203,7 @@ async def list_sessions(c: Call) -> Any:
     if scope == "children":
         sessions = c.engine.children(c.caller)
     elif scope == "others":
-        sessions = await c.engine.others(c.caller)
+        sessions = await c.engine.others(c.caller, c.query.dir)
     else:
         sessions = c.engine.sessions(c.caller)
     return [s.public() for s in sessions]
@@ -256,7 +256,7 @@ async def what(c: Call) -> Any:
 
 
 async def status(c: Call) -> Any:
-    return await c.engine.status(c.caller)
+    return await c.engine.status(c.caller, everything=c.query.all)
 
 
 async def share(c: Call) -> Any:
@@ -334,7 +334,7 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/shutdown", "Owner only: stop sm-bot as SIGTERM does; agents keep running", shutdown,
           response=m.Stopping, status=202, errors=(ErrorKind.FORBIDDEN,)),
     Route("GET", "/status", "Sessions, queue depths, locks and undelivered messages", status,
-          response=m.Status),
+          query=m.StatusQuery, response=m.Status),
     Route("GET", "/sessions", "Live sessions", list_sessions, query=m.SessionsQuery,
           response=list[m.SessionOut]),
     Route("POST", "/sessions", "Spawn an agent (as a child of the calling agent)", create_session,

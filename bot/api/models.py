@@ -90,6 +90,12 @@ class LockBody(Request):
 class SessionsQuery(Query):
     scope: Literal["all", "children", "others"] = Field(
         "all", description="others: live sessions in the caller's workspace (git root)")
+    dir: Line | None = Field(None, description="others, for the owner: the directory whose workspace is meant "
+                                               "(the CLI sends its own); an agent's is always its workdir")
+
+
+class StatusQuery(Query):
+    all: bool = Field(False, description="every undelivered message, not only the recent window's")
 
 
 class OutputQuery(Query):
@@ -190,6 +196,9 @@ class Status(Reply):
     you: SessionOut | Owner
     sessions: list[QueuedSession]
     undelivered: list[Undelivered]
+    undelivered_older: int = Field(0, description="undelivered messages older than the window, left out")
+    undelivered_window: float | None = Field(None, description="seconds back undelivered are listed; "
+                                                               "null with all=1")
     locks: list[LockOut]
     inbox: InboxSize = Field(description="files from the phone kept in the sessions' inboxes")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 
 from aiogram import Bot, Dispatcher
@@ -19,6 +20,7 @@ from bot.telegram.i18n import make_i18n
 from bot.telegram.middlewares import AllowList
 from bot.telegram.mirror import Mirror, topic_name
 from bot.telegram.outbox import Outbox
+from bot.telegram import retention
 from bot.telegram.prompts import PermissionPrompts
 from bot.telegram.ratelimit import RateLimiter
 from bot.telegram.services import BotServices
@@ -81,22 +83,20 @@ class TelegramFrontEnd:
         settings = self.settings
         if not settings.chat_id:
             log.warning("SM_TELEGRAM_CHAT_ID is not set: commands work, but sessions are not mirrored")
-        if not settings.allowed_user_ids:
-            log.warning("the Telegram allow-lists are empty: the bot answers no one "
-                        "(set SM_TELEGRAM_ALLOWED_USER_IDS and SM_TELEGRAM_ALLOWED_CHAT_IDS)")
+        problem = settings.allow_list_problem()
+        if problem:
+            log.warning("%s", problem)
         store = await self.engine.door_store(DOOR, package_migrations("bot.telegram"))
         self.topics = Topics(store)
+        self.engine.add_pruner(DOOR, functools.partial(retention.prune, store))
         self.prompts = PermissionPrompts(store)
         self.outbox = Outbox(store, self.bot, self.topics, self.limiter, self._topic_name)
         self.outbox.on_sent.append(self._remember)
         self.mirror = Mirror(self.engine, self.caller, self.outbox, self.topics, self.prompts,
                              settings.chat_id or 0, self.i18n, self.background)
-        allowed_chats = set(settings.allowed_chat_ids)
-        if settings.chat_id:
-            allowed_chats.add(settings.chat_id)
         self.dp = Dispatcher(tg=BotServices(self.engine, self.outbox, self.topics, self.mirror,
                                             self.prompts, self.background, settings))
-        self.dp.update.outer_middleware(AllowList(allowed_chats, set(settings.allowed_user_ids),
+        self.dp.update.outer_middleware(AllowList(settings.allowed_chats(), settings.allowed_users(),
                                                   self.engine.caller_for_person))
         SimpleI18nMiddleware(self.i18n).setup(self.dp)
         self.dp.include_routers(*routers())

@@ -58,6 +58,29 @@ class TelegramSettings(SmSettings):
     group_per_window: int = 20
     rate_window: float = 60.0
 
+    def allowed_users(self) -> set[int]:
+        """Who may use the bot: the user list, and the person of each private chat on the
+        chat list (a positive chat id is a user's id), as the original project read it."""
+        return set(self.allowed_user_ids) | {c for c in self.allowed_chat_ids if c > 0}
+
+    def allowed_chats(self) -> set[int]:
+        """Where the bot listens: the chat list and the chat sessions are mirrored to."""
+        return set(self.allowed_chat_ids) | ({self.chat_id} if self.chat_id else set())
+
+    def allow_list_problem(self) -> str | None:
+        """Why nobody can use the bot, naming the empty list; None when someone can."""
+        users, chats = self.allowed_users(), self.allowed_chats()
+        if not users and not chats:
+            return ("the Telegram allow-lists are empty: the bot answers no one "
+                    "(set SM_TELEGRAM_ALLOWED_USER_IDS to your user id, and SM_TELEGRAM_CHAT_ID)")
+        if not users:
+            return ("SM_TELEGRAM_ALLOWED_USER_IDS (telegram.allowed_user_ids) is empty: the bot answers no one "
+                    "in the allowed chats (add your Telegram user id)")
+        if not chats:
+            return ("no chat is allowed: SM_TELEGRAM_CHAT_ID and SM_TELEGRAM_ALLOWED_CHAT_IDS "
+                    "(telegram.chat_id, telegram.allowed_chat_ids) are both empty, so the bot answers no one")
+        return None
+
     @field_validator("allowed_chat_ids", "allowed_user_ids", mode="before")
     @classmethod
     def _parse_ids(cls, value: Any) -> Any:
