@@ -64,6 +64,10 @@ def status_text(out: dict) -> str:
             who = lock["holder_name"] or lock["holder"]
             kind = "auto" if lock["auto"] else "manual"
             lines.append(f"  {lock['workspace']}: {who} ({lock['holder']}), {ago(lock['since'])}, {kind}: {lock['reason']}")
+    for name, link in (out.get("links") or {}).items():
+        if link["state"] != "up":
+            detail = f": {link['detail']}" if link.get("detail") else ""
+            lines.append(f"\n{name}: {link['state']} for {ago(link['since'])}{detail}")
     if out.get("undelivered"):
         lines.append("\nundelivered:")
         for m in out["undelivered"]:

@@ -114,6 +114,7 @@ class Engine:
         self._summaries = Summaries(ttl=10.0)
         self._pane_pids: dict[int, str] = {}  # a pane's process -> its session, for caller_for_peer
         self._tmux_server_pid: int | None = None
+        self._links: dict[str, dict[str, Any]] = {}  # a door's link to the outside, as it reports it
 
     @classmethod
     async def open(cls, settings: Settings, **kwargs: Any) -> "Engine":
@@ -162,7 +163,27 @@ class Engine:
         await self._shutdown.wait()
 
     def health(self) -> dict[str, Any]:
-        return {"ok": True, "sessions": self.live_count()}
+        return {"ok": True, "sessions": self.live_count(), "links": self.links()}
+
+    # -- links to the outside (a door reports, status and health show) -----------------
+
+    def report_link(self, caller: Caller, link: str, state: str, detail: str = "") -> bool:
+        """A door's word on its link to the outside (e.g. "telegram": up, down, refused).
+
+        The engine keeps and shows it (`status`, `health`) and never acts on it:
+        agents work whether or not a door can reach its service. True when it changed.
+        """
+        if not caller.is_owner:
+            raise Forbidden("only sm's own doors report their links")
+        known = self._links.get(link)
+        if known and known["state"] == state and known["detail"] == detail:
+            return False
+        self._links[link] = {"state": state, "detail": detail, "since": self._clock()}
+        return True
+
+    def links(self) -> dict[str, dict[str, Any]]:
+        """Each reported link's state, detail and since when."""
+        return {name: dict(value) for name, value in self._links.items()}
 
     def live_count(self) -> int:
         return len(self._registry.live())
@@ -319,7 +340,7 @@ class Engine:
         ]
         me = caller.session.public() if caller.session else None
         return {"you": me or {"name": "owner"}, "sessions": sessions, "undelivered": undelivered,
-                "locks": await self.lock_list(caller)}
+                "locks": await self.lock_list(caller), "links": self.links()}
 
     # -- messages --------------------------------------------------------------------
 

@@ -115,9 +115,17 @@ class ErrorOut(BaseModel):
     status: int
 
 
+class Link(Reply):
+    state: str = Field(description="up, down, or refused (the service said no to sm's credentials)")
+    detail: str
+    since: float
+
+
 class Health(Reply):
     ok: bool
     sessions: int = Field(description="live sessions")
+    links: dict[str, Link] = Field(default_factory=dict,
+                                   description="sm's links to the outside by name (telegram), as its doors report them")
     version: str = Field(description="the server's version (sm doctor compares it with the CLI's)")
 
 
@@ -180,6 +188,7 @@ class Status(Reply):
     sessions: list[QueuedSession]
     undelivered: list[Undelivered]
     locks: list[LockOut]
+    links: dict[str, Link] = Field(default_factory=dict)
 
 
 class Queued(Reply):
