@@ -21,7 +21,7 @@ from typing import Any, Callable
 from core import environment, peer, spool
 from core.config import Settings
 from core.delivery import Delivery, DeliveryTuning
-from core.errors import Conflict, Forbidden, Invalid, LimitReached
+from core.errors import Conflict, Forbidden, Invalid, LimitReached, SmError
 from core.events import Event, EventBus, Subscription
 from core.hookevents import HOOK_EVENTS, HookEvents, SessionStart, Stop, parse_hook
 from core.lifecycle import Caller, Lifecycle
@@ -140,6 +140,15 @@ class Engine:
         await self._waits.start()
         for session in self._registry.live():
             self._delivery.wake(session.id)
+        lost = self.lost(Caller(None))
+        if lost and self.settings.resume_on_start == "all":
+            for outcome in await self.resume_all(Caller(None, "sm at start (SM_RESUME_ON_START=all)")):
+                if outcome["error"]:
+                    log.error("could not resume %s: %s", outcome["name"], outcome["error"])
+        elif lost:
+            log.warning("%d lost session(s), their tmux gone (a reboot?): %s; resume with `sm resume --all`%s",
+                        len(lost), ", ".join(s.label for s in lost),
+                        "" if self.settings.resume_on_start == "ask" else " (SM_RESUME_ON_START=never)")
 
     async def stop(self) -> None:
         await self._monitor.stop()
@@ -310,6 +319,32 @@ class Engine:
         await self._lifecycle.kill(caller, target)
         return target
 
+    async def resume(self, caller: Caller, ref: str) -> Session:
+        """Run a lost session again (see Lifecycle.resume); its queue follows once it is ready."""
+        target = await self.session(caller, ref)
+        await self._lifecycle.resume(caller, target)
+        self._monitor.poke()
+        return target
+
+    async def resume_all(self, caller: Caller) -> list[dict[str, Any]]:
+        """Resume every lost session the caller may manage: each one's outcome."""
+        out = []
+        for session in [s for s in self._registry.live() if s.state == State.LOST]:
+            try:
+                self._lifecycle.check_may_manage(caller, session, "resume")
+            except Forbidden:
+                continue
+            try:
+                await self.resume(caller, session.id)
+                out.append({"id": session.id, "name": session.name, "resumed": True, "error": None})
+            except SmError as exc:
+                out.append({"id": session.id, "name": session.name, "resumed": False, "error": str(exc)})
+        return out
+
+    def lost(self, caller: Caller) -> list[Session]:
+        """Sessions whose tmux is gone, waiting for `resume`."""
+        return [s for s in self._registry.live() if s.state == State.LOST]
+
     async def rename(self, caller: Caller, ref: str, name: str) -> Session:
         return await self._lifecycle.rename(caller, await self.session(caller, ref), name)
 
@@ -475,7 +510,7 @@ class Engine:
     # -- locks -----------------------------------------------------------------------
 
     async def _release_locks_of_the_gone(self, session: Session, previous: str) -> None:
-        if session.state == State.DEAD or session.gone:
+        if session.state in (State.DEAD, State.LOST) or session.gone:
             await self._locks.release_all(session)
         elif session.state == State.IDLE:
             # The turn is over, however we learnt it (a Stop, live or replayed from

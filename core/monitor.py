@@ -230,10 +230,13 @@ class Monitor:
             pane_id = session.pane_id or ""
             pane = panes.get(pane_id)
             if pane is None:
-                await self._states.set(session, State.DEAD, Reason(ReasonKind.VANISHED, "tmux session vanished"),
-                                       source="monitor")
-                await self._queue.fail_all(session.id, "session vanished")
+                # Its tmux session (or the whole server) is gone, but not its conversation:
+                # lost, resumable (`sm resume`), its queue kept. Its old pane id means
+                # nothing any more (a new server reuses ids).
                 self._forget(session)
+                await self._registry.update(session, pane_id=None)
+                await self._states.set(session, State.LOST, Reason(ReasonKind.VANISHED, "tmux session vanished"),
+                                       source="monitor")
                 continue
             if pane.dead:
                 await self._pane_died(session, pane)

@@ -5,7 +5,9 @@ It reproduces only what sm observes: the screen shapes (input box, busy footer),
 the input quirks (bracketed paste, Enter-after-paste swallowing, ESC interrupt) and
 the hook/transcript side effects, without any model behind it.
 
-Usage: python tests/fake_agent.py [--settings FILE] [--log FILE] [other args ignored]
+Usage: python tests/fake_agent.py [--settings FILE] [--log FILE] [--resume SESSION_ID] [other args ignored]
+       (--resume continues that conversation, as Claude's does: same session id and
+       transcript, SessionStart with source "resume")
 Env:   FAKE_AGENT_DIR (where transcripts go), FAKE_AGENT_STARTUP_DELAY (seconds),
        FAKE_AGENT_SWALLOW_ENTERS (ignore this many Enters on a non-empty box, as a
        busy terminal may).
@@ -94,6 +96,12 @@ class FakeAgent:
         self.new_session()
         self.buffer = ""
         self.transcript = []
+        self.start_source = "startup"
+        if args.resume:
+            self.sid = args.resume
+            self.tp = os.path.join(self.dir, f"fake-agent-{self.sid}.jsonl")
+            self.start_source = "resume"
+            self.transcript.append(f"↺ Resumed conversation {self.sid}")
         self.queued = []       # prompts submitted while busy, run FIFO when the turn ends
         self.turn = None       # threading.Event of the live turn; set() means interrupted
         self.worked = None     # "✻ Worked for Ns" line after a finished turn
@@ -321,7 +329,7 @@ class FakeAgent:
                     if not os.read(0, 4096):
                         return
         self.draw()
-        self.fire("SessionStart", source="startup")
+        self.fire("SessionStart", source=self.start_source)
         while self.running:
             timeout = 0.1
             if self.esc_deadline is not None:
@@ -357,6 +365,7 @@ def main():
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--settings")
     parser.add_argument("--log")
+    parser.add_argument("--resume")
     args, _ = parser.parse_known_args()
     if os.isatty(0):
         _saved_tty = termios.tcgetattr(0)

@@ -191,6 +191,13 @@ class Status(Reply):
     links: dict[str, Link] = Field(default_factory=dict)
 
 
+class ResumeOutcome(Reply):
+    id: str
+    name: str
+    resumed: bool
+    error: str | None
+
+
 class Queued(Reply):
     message: int
     target: str
