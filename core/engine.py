@@ -25,6 +25,7 @@ from core.errors import Conflict, Forbidden, Invalid, LimitReached, SmError
 from core.events import Event, EventBus, Subscription
 from core.hookevents import HOOK_EVENTS, HookEvents, SessionStart, Stop, parse_hook
 from core.lifecycle import Caller, Lifecycle
+from core.limits import Limits
 from core.locks import Lock, Locks
 from core.monitor import Monitor
 from core.providers import PROVIDERS, dialog_options, get_provider
@@ -103,9 +104,12 @@ class Engine:
         self._lifecycle = Lifecycle(settings, self._registry, self._states, self._queue,
                                     self._tmux, self._bus, sm_command, hook_settings, clock)
         self._permissions = Permissions(self._bus, settings.permission_timeout)
-        self._hooks = HookEvents(self._registry, self._states, self._delivery, self._bus, self._permissions)
+        self._limits = Limits(settings, self._registry, self._states, self._queue, clock)
+        self._hooks = HookEvents(self._registry, self._states, self._delivery, self._bus, self._permissions,
+                                 self._limits)
         self._monitor = Monitor(self._registry, self._states, self._queue, self._tmux, self._bus,
-                                settings.monitor_poll_interval, settings.monitor_idle_timeout, clock)
+                                settings.monitor_poll_interval, settings.monitor_idle_timeout, clock,
+                                limits=self._limits)
         self._locks = Locks(store, self._registry, settings.lock_lease, git_root, clock)
         self._states.on_change(self._release_locks_of_the_gone)
         self._owner_token = ""
@@ -137,6 +141,7 @@ class Engine:
         # UserPromptSubmit settles a batch that a crash left in flight.
         await self._drain_spool()
         self._monitor.start()
+        self._limits.start()
         await self._waits.start()
         for session in self._registry.live():
             self._delivery.wake(session.id)
@@ -151,6 +156,7 @@ class Engine:
                         "" if self.settings.resume_on_start == "ask" else " (SM_RESUME_ON_START=never)")
 
     async def stop(self) -> None:
+        await self._limits.stop()
         await self._monitor.stop()
         await self._waits.stop()
         await self._delivery.stop()

@@ -41,6 +41,7 @@ from typing import Callable
 
 from core.errors import Unavailable
 from core.events import EventBus, IdleReminder, PermissionNeeded
+from core.limits import Limits, limit_line
 from core.providers import Provider, ScreenReading, dialog_options, get_provider
 from core.queue import MessageQueue
 from core.sessions import Session, SessionRegistry
@@ -78,7 +79,9 @@ class Monitor:
         poll_interval: float,
         idle_timeout: float,
         clock: Callable[[], float] = time.time,
+        limits: Limits | None = None,
     ) -> None:
+        self._limits = limits
         self._registry = registry
         self._states = states
         self._queue = queue
@@ -433,6 +436,12 @@ class Monitor:
         if session.state in ("busy", "waiting") and reading.state == "idle":
             since = self._screen_idle_since.setdefault(session.id, now)
             if now - since >= LOST_STOP_AFTER:
+                notice = limit_line(screen) if session.state == State.BUSY else None
+                if notice and self._limits is not None:
+                    # The turn ended on a usage limit and its StopFailure was lost.
+                    log.warning("%s: turn ended on a limit with no hook: %s", session.label, notice)
+                    await self._limits.hit(session, notice, "screen (hook lost)")
+                    return
                 log.warning("%s: screen idle for %.0fs with no Stop hook; trusting the screen",
                             session.label, now - since)
                 await self._states.set(session, "idle", source="screen (hook lost)")

@@ -9,6 +9,7 @@ Usage: python tests/fake_agent.py [--settings FILE] [--log FILE] [--resume SESSI
        (--resume continues that conversation, as Claude's does: same session id and
        transcript, SessionStart with source "resume")
 Env:   FAKE_AGENT_DIR (where transcripts go), FAKE_AGENT_STARTUP_DELAY (seconds),
+       FAKE_AGENT_LIMIT_TEXT (the usage-limit notice of a prompt with "hit-limit"),
        FAKE_AGENT_SWALLOW_ENTERS (ignore this many Enters on a non-empty box, as a
        busy terminal may).
 """
@@ -210,6 +211,15 @@ class FakeAgent:
         with self.lock:
             if token.is_set() or self.turn is not token:
                 return  # lost a race with ESC
+            if re.search(r"\bhit-limit\b", text):
+                # Like Claude 2.1.330 at a usage limit: the notice on screen and a
+                # StopFailure (error "rate_limit", the notice in error_details), no Stop.
+                notice = os.environ.get("FAKE_AGENT_LIMIT_TEXT") or "You've hit your limit"
+                self.transcript.append("⎿ " + notice)
+                self.turn = None
+                self.fire("StopFailure", error="rate_limit", error_details=notice)
+                self.draw()
+                return
             reply = "ok: " + text.split("\n", 1)[0][:60]
             self.transcript.append("● " + reply)
             self.write_transcript({"type": "assistant", "message": {

@@ -228,6 +228,8 @@ class Mirror:
                 await self.text(session.id, "✋ " + _("waiting for an answer") + reason)
             case State.ERRORED:
                 await self.text(session.id, "⚠️ " + _("errored") + reason)
+            case State.LIMITED:
+                await self.text(session.id, "⏸ " + _("stopped by a usage limit") + reason)
             case State.LOST:
                 await self._offer_resume(session, event.reason.text if event.reason else "")
             case State.DEAD:
