@@ -54,10 +54,18 @@ def table(sessions: list) -> str:
     return "\n".join(lines)
 
 
+def options_text(options: list) -> str:
+    """A dialog's options, each with the keys that choose it."""
+    return "\n".join(f"  {label}  [{keys}]" for keys, label in options)
+
+
 def status_text(out: dict) -> str:
     you = out["you"]
     lines = ["you: " + you["name"] + (f" ({you['id']}), {state_text(you)}" if "id" in you else "")]
     lines.append(table(out["sessions"]))
+    for s in out["sessions"]:
+        if s.get("options"):
+            lines.append(f"\n{s['name']} waits for an answer:\n" + options_text(s["options"]))
     if out.get("locks"):
         lines.append("\nlocks:")
         for lock in out["locks"]:

@@ -162,7 +162,12 @@ def output(session: str, lines: int, transcript: bool) -> None:
 def what(session: str, as_json: bool) -> None:
     """A short summary of what SESSION is doing."""
     out = call("GET", f"/sessions/{segment(session)}/what", timeout=120)
-    emit_json(out) if as_json else click.echo(out["summary"])
+    if as_json:
+        emit_json(out)
+        return
+    click.echo(out["summary"])
+    if out.get("options"):
+        click.echo("options:\n" + common.options_text(out["options"]))
 
 
 @cli.command()

@@ -373,6 +373,9 @@ class Engine:
         for s in self._registry.live():
             item = s.public()
             item["queued"] = counts.get(s.id, 0)
+            if s.state == State.WAITING and (caller.is_owner or self._registry.is_self_or_descendant(s, caller.id or "")):
+                # What the dialog offers (its keys and labels): an answer is one `sm` call away.
+                item["options"] = [list(o) for o in await self._options_on_screen(s)]
             sessions.append(item)
         undelivered = [
             {"id": m.id, "target": m.target_id, "from": m.sender_label, "status": m.status,
@@ -488,8 +491,11 @@ class Engine:
         )
         summary = await self._summaries.get(target.id, lambda: summarize(
             self.settings.summarizer_command, context, self.settings.summarizer_timeout))
+        options = [list(o) for o in await self._options_on_screen(target, screen)] \
+            if target.state == State.WAITING and screen else []
         return {"session": target.id, "name": target.name, "state": target.state,
-                "summary": summary or fallback, "source": "summarizer" if summary else "fallback"}
+                "summary": summary or fallback, "source": "summarizer" if summary else "fallback",
+                "options": options}
 
     async def dialog_options(self, caller: Caller, ref: str) -> list[tuple[str, str]]:
         """The numbered options of the dialog on a session's screen, if any."""
@@ -497,6 +503,16 @@ class Engine:
         if not target.live or not target.pane_id:
             return []
         return dialog_options(await self._tmux.capture(target.pane_id))
+
+    async def _options_on_screen(self, session: Session, screen: str | None = None) -> list[tuple[str, str]]:
+        if screen is None:
+            if not session.pane_id:
+                return []
+            try:
+                screen = await self._tmux.capture(session.pane_id)
+            except Exception:
+                return []
+        return dialog_options(screen, get_provider(session.provider))
 
     def subscribe(self, caller: Caller) -> Subscription:
         """Every engine event from now on (see core.events); `with engine.subscribe(c) as events: async for ...`.

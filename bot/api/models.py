@@ -163,6 +163,7 @@ class Owner(Reply):
 
 class QueuedSession(SessionOut):
     queued: int
+    options: list[list[str]] | None = Field(None, description="waiting: the dialog's options as [keys, label]")
 
 
 class Undelivered(Reply):
@@ -225,6 +226,7 @@ class What(Reply):
     state: str
     summary: str
     source: Literal["summarizer", "fallback"]
+    options: list[list[str]] = Field(default_factory=list, description="waiting: the dialog's options as [keys, label]")
 
 
 class Replayed(Reply):
