@@ -14,7 +14,6 @@ import os
 import signal
 import socket
 import sys
-from typing import Any
 
 from pydantic import ValidationError
 
@@ -76,15 +75,10 @@ async def run(settings: Settings, redactor: RedactSecrets | None = None,
         if telegram_settings and telegram_settings.token:
             from bot.telegram.frontend import TelegramFrontEnd
 
+            # Telegram unreachable or refusing the token: the engine and the API run
+            # regardless, and the bot keeps trying (bot/telegram/frontend.py `_poll`).
             telegram = TelegramFrontEnd(engine, telegram_settings)
-            refused = await _token_refused(telegram.bot)
-            if refused:  # a revoked token: say so once, and serve the CLI without the bot
-                await telegram.bot.session.close()
-                telegram = None
-                log.error("Telegram: %s; the bot is off, the API and the CLI keep working", refused)
-            else:
-                await telegram.start()
-                log.info("Telegram bot running (chat %s)", telegram_settings.chat_id)
+            await telegram.start()
         else:
             print(HEADLESS_BANNER.format(socket=settings.socket_path, state_dir=settings.state_dir),
                   file=sys.stderr, flush=True)
@@ -111,20 +105,6 @@ def _record_where_it_listens(settings: Settings) -> None:
         paths.record_server(str(settings.state_dir), str(settings.socket_path), version())
     except OSError as exc:
         log.warning("could not record the socket's path in %s: %s", paths.server_record_path(), exc)
-
-
-async def _token_refused(bot: Any) -> str | None:
-    """Telegram's word on the token, when it is a definite no (401). Being unreachable is
-    not: at boot the network may come later, and polling retries on its own."""
-    from aiogram.exceptions import TelegramUnauthorizedError
-
-    try:
-        await bot.me()
-    except TelegramUnauthorizedError as exc:
-        return f"the token was refused ({exc.message}); get a new one from @BotFather"
-    except Exception as exc:
-        log.warning("Telegram is not reachable yet (%s); the bot will keep trying", exc)
-    return None
 
 
 def _token_problem(token: str) -> str | None:

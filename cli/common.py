@@ -62,10 +62,18 @@ def human_bytes(n: int) -> str:
     return f"{n} B"
 
 
+def options_text(options: list) -> str:
+    """A dialog's options, each with the keys that choose it."""
+    return "\n".join(f"  {label}  [{keys}]" for keys, label in options)
+
+
 def status_text(out: dict) -> str:
     you = out["you"]
     lines = ["you: " + you["name"] + (f" ({you['id']}), {state_text(you)}" if "id" in you else "")]
     lines.append(table(out["sessions"]))
+    for s in out["sessions"]:
+        if s.get("options"):
+            lines.append(f"\n{s['name']} waits for an answer:\n" + options_text(s["options"]))
     if out.get("locks"):
         lines.append("\nlocks:")
         for lock in out["locks"]:
@@ -76,6 +84,10 @@ def status_text(out: dict) -> str:
     if inbox and inbox.get("files"):
         lines.append(f"\ninbox: {inbox['files']} file(s), {human_bytes(inbox['bytes'])}")
     window = out.get("undelivered_window")
+    for name, link in (out.get("links") or {}).items():
+        if link["state"] != "up":
+            detail = f": {link['detail']}" if link.get("detail") else ""
+            lines.append(f"\n{name}: {link['state']} for {ago(link['since'])}{detail}")
     if out.get("undelivered"):
         lines.append("\nundelivered" + (f" (the last {_span(window)}):" if window else ":"))
         for m in out["undelivered"]:

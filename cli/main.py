@@ -129,6 +129,32 @@ def kill(session: str) -> None:
 
 
 @cli.command()
+@click.argument("session", type=SESSION, required=False)
+@click.option("--all", "every", is_flag=True, help="Every lost session you may manage.")
+def resume(session: str | None, every: bool) -> None:
+    """Run a lost SESSION again (its tmux gone, e.g. after a reboot).
+
+    Same id, name, directory, parent and topic; a Claude agent continues its
+    conversation (claude --resume), other agents start afresh. Its queued
+    messages are delivered once it is ready.
+    """
+    if every == bool(session):
+        fail("usage: sm resume SESSION, or sm resume --all")
+    if session:
+        out = call("POST", f"/sessions/{segment(session)}/resume")
+        click.echo(f"resuming {out['name']} ({out['id']})")
+        return
+    outcomes = call("POST", "/resume")
+    if not outcomes:
+        click.echo("no lost sessions")
+    for o in outcomes:
+        click.echo(f"resuming {o['name']} ({o['id']})" if o["resumed"]
+                   else f"could not resume {o['name']} ({o['id']}): {o['error']}")
+    if any(not o["resumed"] for o in outcomes):
+        sys.exit(1)
+
+
+@cli.command()
 @click.option("--json", "as_json", is_flag=True)
 def children(as_json: bool) -> None:
     """My child sessions (the owner's: sessions with no parent)."""
@@ -151,7 +177,12 @@ def output(session: str, lines: int, transcript: bool) -> None:
 def what(session: str, as_json: bool) -> None:
     """A short summary of what SESSION is doing."""
     out = call("GET", f"/sessions/{segment(session)}/what", timeout=120)
-    emit_json(out) if as_json else click.echo(out["summary"])
+    if as_json:
+        emit_json(out)
+        return
+    click.echo(out["summary"])
+    if out.get("options"):
+        click.echo("options:\n" + common.options_text(out["options"]))
 
 
 @cli.command()

@@ -29,7 +29,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 import json
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, field_validator
 from pydantic.fields import FieldInfo
@@ -253,6 +253,15 @@ class Settings(SmSettings):
     retention_days: float = Field(14, gt=0)
     # Logging level for sm-bot.
     log_level: str = "INFO"
+    # Sessions whose tmux vanished (a reboot) are `lost`; at start: ask (list them,
+    # with a Resume button), all (resume them), or never.
+    resume_on_start: Literal["ask", "all", "never"] = "ask"
+    # A usage limit with no reset time shown: try again after this many seconds.
+    limit_retry: float = 300.0
+    # Margin after a shown reset time before trying again (seconds).
+    limit_margin: float = 60.0
+    # What sm types into a limited agent when its limit resets, before its queue.
+    limit_continue: str = "continue"
 
     @field_validator("env_deny", mode="before")
     @classmethod

@@ -11,7 +11,8 @@ In order:
 1. A batch in flight that a submitted prompt carries is `Delivered` (the
    UserPromptSubmit hook, live or replayed after a crash, only records the
    prompt: this is the one place a batch is confirmed).
-2. Nothing can reach an agent that exited: `Fail` everything.
+2. Nothing can reach an agent that exited: `Fail` everything. A lost
+   session (its tmux gone) and a limited one hold everything, keys included.
 3. Answers to a dialog (`keys`) are pressed at once, and only while a dialog
    is up.
 4. A batch in flight is finished before anything new goes in: wait for its
@@ -174,6 +175,13 @@ def decide(
         return Delivered(matched, "hook")
     if exited:
         return Fail(pending, f"not delivered: {session.state_reason}")
+    if session.state == "lost":
+        # Its tmux is gone: everything waits for `sm resume`, nothing fails.
+        return Hold("the session is lost; waiting for it to be resumed")
+    if session.state == "limited":
+        # Text now would only meet the limit again; sm types the continue message
+        # (first in the queue) when the limit resets.
+        return Hold("the agent is at a usage limit; holding until it resets")
     if session.pane_id is None or session.state == "starting":
         return Hold("the agent is starting")
 

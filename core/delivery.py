@@ -146,7 +146,12 @@ class Delivery:
             log.error("%s stopped", task.get_name(), exc_info=task.exception())
 
     async def _on_state(self, session: Session, previous: str) -> None:
-        self.wake(session.id)
+        worker = self.wake(session.id)
+        if session.state == "lost":
+            # The pane our Enter went to is gone: a batch in flight is sent again
+            # after a resume (the rules requeue it when the new box is empty).
+            worker.entered_at, worker.clearing, worker.interrupted_at = None, False, None
+            worker.prompts.clear()
 
     def note_submitted(self, session_id: str, prompt: str) -> None:
         """UserPromptSubmit arrived (live or replayed): remember its prompt and wake.

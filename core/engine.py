@@ -21,12 +21,13 @@ from typing import Any, Callable
 from core import environment, peer, spool
 from core.config import Settings
 from core.delivery import Delivery, DeliveryTuning
-from core.errors import Conflict, Forbidden, Invalid, LimitReached, Unavailable
+from core.errors import Conflict, Forbidden, Invalid, LimitReached, SmError, Unavailable
 from core.events import Event, EventBus, FilesShared, Subscription
 from core import sharing
 from core.hookevents import HOOK_EVENTS, HookEvents, SessionStart, Stop, parse_hook
 from core.lifecycle import Caller, Lifecycle
 from core.inbox import Inbox
+from core.limits import Limits
 from core.locks import Lock, Locks
 from core.monitor import Monitor
 from core.providers import dialog_options, get_provider
@@ -113,9 +114,12 @@ class Engine:
         self._lifecycle = Lifecycle(settings, self._registry, self._states, self._queue,
                                     self._tmux, self._bus, sm_command, hook_settings, clock)
         self._permissions = Permissions(self._bus, settings.permission_timeout)
-        self._hooks = HookEvents(self._registry, self._states, self._delivery, self._bus, self._permissions)
+        self._limits = Limits(settings, self._registry, self._states, self._queue, clock)
+        self._hooks = HookEvents(self._registry, self._states, self._delivery, self._bus, self._permissions,
+                                 self._limits)
         self._monitor = Monitor(self._registry, self._states, self._queue, self._tmux, self._bus,
-                                settings.monitor_poll_interval, settings.monitor_idle_timeout, clock)
+                                settings.monitor_poll_interval, settings.monitor_idle_timeout, clock,
+                                limits=self._limits)
         self._locks = Locks(store, self._registry, settings.lock_lease, git_root, clock)
         self._retention = Retention(store, settings.retention_days, settings.state_dir / "messages", clock)
         self._states.on_change(self._release_locks_of_the_gone)
@@ -127,6 +131,7 @@ class Engine:
         self._tmux_server_pid: int | None = None
         self._inbox = Inbox(settings.inbox_dir, clock)
         self._sweeper: asyncio.Task[None] | None = None
+        self._links: dict[str, dict[str, Any]] = {}  # a door's link to the outside, as it reports it
 
     @classmethod
     async def open(cls, settings: Settings, **kwargs: Any) -> "Engine":
@@ -149,11 +154,22 @@ class Engine:
         # UserPromptSubmit settles a batch that a crash left in flight.
         await self._drain_spool()
         self._monitor.start()
+        self._limits.start()
         await self._waits.start()
         for session in self._registry.live():
             self._delivery.wake(session.id)
         self._retention.start()
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep_inbox(), name="inbox-sweeper")
+        lost = self.lost(Caller(None))
+        if lost and self.settings.resume_on_start == "all":
+            for outcome in await self.resume_all(Caller(None, "sm at start (SM_RESUME_ON_START=all)")):
+                if outcome["error"]:
+                    log.error("could not resume %s: %s", outcome["name"], outcome["error"])
+        elif lost:
+            log.warning("%d lost session(s), their tmux gone (a reboot?): %s; resume with `sm resume --all`%s",
+                        len(lost), ", ".join(s.label for s in lost),
+                        "" if self.settings.resume_on_start == "ask" else " (SM_RESUME_ON_START=never)")
+
 
     async def _sweep_inbox(self) -> None:
         """Inbox files older than SM_INBOX_RETENTION_DAYS go: now, then daily."""
@@ -169,6 +185,7 @@ class Engine:
             await asyncio.sleep(INBOX_SWEEP)
 
     async def stop(self) -> None:
+        await self._limits.stop()
         await self._retention.stop()
         if self._sweeper:
             self._sweeper.cancel()
@@ -194,7 +211,27 @@ class Engine:
         await self._shutdown.wait()
 
     def health(self) -> dict[str, Any]:
-        return {"ok": True, "sessions": self.live_count()}
+        return {"ok": True, "sessions": self.live_count(), "links": self.links()}
+
+    # -- links to the outside (a door reports, status and health show) -----------------
+
+    def report_link(self, caller: Caller, link: str, state: str, detail: str = "") -> bool:
+        """A door's word on its link to the outside (e.g. "telegram": up, down, refused).
+
+        The engine keeps and shows it (`status`, `health`) and never acts on it:
+        agents work whether or not a door can reach its service. True when it changed.
+        """
+        if not caller.is_owner:
+            raise Forbidden("only sm's own doors report their links")
+        known = self._links.get(link)
+        if known and known["state"] == state and known["detail"] == detail:
+            return False
+        self._links[link] = {"state": state, "detail": detail, "since": self._clock()}
+        return True
+
+    def links(self) -> dict[str, dict[str, Any]]:
+        """Each reported link's state, detail and since when."""
+        return {name: dict(value) for name, value in self._links.items()}
 
     def live_count(self) -> int:
         return len(self._registry.live())
@@ -335,6 +372,32 @@ class Engine:
         await self._lifecycle.kill(caller, target)
         return target
 
+    async def resume(self, caller: Caller, ref: str) -> Session:
+        """Run a lost session again (see Lifecycle.resume); its queue follows once it is ready."""
+        target = await self.session(caller, ref)
+        await self._lifecycle.resume(caller, target)
+        self._monitor.poke()
+        return target
+
+    async def resume_all(self, caller: Caller) -> list[dict[str, Any]]:
+        """Resume every lost session the caller may manage: each one's outcome."""
+        out = []
+        for session in [s for s in self._registry.live() if s.state == State.LOST]:
+            try:
+                self._lifecycle.check_may_manage(caller, session, "resume")
+            except Forbidden:
+                continue
+            try:
+                await self.resume(caller, session.id)
+                out.append({"id": session.id, "name": session.name, "resumed": True, "error": None})
+            except SmError as exc:
+                out.append({"id": session.id, "name": session.name, "resumed": False, "error": str(exc)})
+        return out
+
+    def lost(self, caller: Caller) -> list[Session]:
+        """Sessions whose tmux is gone, waiting for `resume`."""
+        return [s for s in self._registry.live() if s.state == State.LOST]
+
     async def rename(self, caller: Caller, ref: str, name: str) -> Session:
         target = await self.session(caller, ref)
         if target.name != name:
@@ -364,6 +427,9 @@ class Engine:
         for s in self._registry.live():
             item = s.public()
             item["queued"] = counts.get(s.id, 0)
+            if s.state == State.WAITING and (caller.is_owner or self._registry.is_self_or_descendant(s, caller.id or "")):
+                # What the dialog offers (its keys and labels): an answer is one `sm` call away.
+                item["options"] = [list(o) for o in await self._options_on_screen(s)]
             sessions.append(item)
         window = self.settings.status_undelivered_window
         since = 0.0 if everything else self._clock() - window
@@ -377,7 +443,8 @@ class Engine:
         return {"you": me or {"name": "owner"}, "sessions": sessions, "undelivered": undelivered,
                 "undelivered_older": 0 if everything else await self._queue.undelivered_before(since),
                 "undelivered_window": None if everything else window,
-                "locks": await self.lock_list(caller), "inbox": {"files": files, "bytes": size}}
+                "locks": await self.lock_list(caller), "inbox": {"files": files, "bytes": size},
+                "links": self.links()}
 
     # -- messages --------------------------------------------------------------------
 
@@ -595,8 +662,11 @@ class Engine:
         )
         summary = await self._summaries.get(target.id, lambda: summarize(
             self.settings.summarizer_command, context, self.settings.summarizer_timeout))
+        options = [list(o) for o in await self._options_on_screen(target, screen)] \
+            if target.state == State.WAITING and screen else []
         return {"session": target.id, "name": target.name, "state": target.state,
-                "summary": summary or fallback, "source": "summarizer" if summary else "fallback"}
+                "summary": summary or fallback, "source": "summarizer" if summary else "fallback",
+                "options": options}
 
     async def dialog_options(self, caller: Caller, ref: str) -> list[tuple[str, str]]:
         """The numbered options of the dialog on a session's screen, if any."""
@@ -604,6 +674,16 @@ class Engine:
         if not target.live or not target.pane_id:
             return []
         return dialog_options(await self._tmux.capture(target.pane_id))
+
+    async def _options_on_screen(self, session: Session, screen: str | None = None) -> list[tuple[str, str]]:
+        if screen is None:
+            if not session.pane_id:
+                return []
+            try:
+                screen = await self._tmux.capture(session.pane_id)
+            except Exception:
+                return []
+        return dialog_options(screen, get_provider(session.provider))
 
     def subscribe(self, caller: Caller) -> Subscription:
         """Every engine event from now on (see core.events); `with engine.subscribe(c) as events: async for ...`.
@@ -623,7 +703,7 @@ class Engine:
     # -- locks -----------------------------------------------------------------------
 
     async def _release_locks_of_the_gone(self, session: Session, previous: str) -> None:
-        if session.state == State.DEAD or session.gone:
+        if session.state in (State.DEAD, State.LOST) or session.gone:
             await self._locks.release_all(session)
         elif session.state == State.IDLE:
             # The turn is over, however we learnt it (a Stop, live or replayed from

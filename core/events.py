@@ -81,6 +81,16 @@ class SessionDead(Event):
 
 
 @dataclass(kw_only=True)
+class SessionResumed(Event):
+    """A lost session runs again in tmux (same id, name, directory, parent and topic)."""
+
+    type: ClassVar[str] = "session.resumed"
+    name: str
+    conversation: bool  # True: its agent continues its conversation; False: it starts afresh
+    by: str = ""
+
+
+@dataclass(kw_only=True)
 class MessageQueued(Event):
     type: ClassVar[str] = "message.queued"
     message: int

@@ -9,7 +9,7 @@
 | PermissionRequest                       | waiting; asks the phone (core.permissions)    |
 | Notification(permission_prompt)         | waiting on a human                            |
 | Stop                                    | idle (ignored while a clear is in flight)     |
-| StopFailure                             | errored: an API error or rate limit           |
+| StopFailure                             | limited (a usage/rate limit), else errored    |
 | SessionEnd (not for /clear)             | errored: the agent exited                     |
 """
 
@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 from core.delivery import Delivery
 from core.errors import Invalid
 from core.events import EventBus, PermissionNeeded, TurnFinished
+from core.limits import Limits, is_limit
 from core.permissions import Permissions
 from core.sessions import Session, SessionRegistry
 from core.state import Reason, ReasonKind, State, StateMachine
@@ -117,10 +118,13 @@ class Stop(Hook):
 class StopFailure(Hook):
     name: ClassVar[str] = "StopFailure"
     error: str = ""
+    details: str = ""  # 2.1.330: error_details, the text it shows ("You've hit your limit · resets 3pm")
 
     @classmethod
     def parse(cls, payload: dict[str, Any]) -> "StopFailure":
-        return cls(payload, _brief(payload.get("error") or payload.get("message") or "unknown error"))
+        details = payload.get("error_details") or payload.get("last_assistant_message") or ""
+        return cls(payload, _brief(payload.get("error") or payload.get("message") or "unknown error"),
+                   _brief(details) if details else "")
 
 
 @dataclass(frozen=True)
@@ -174,9 +178,10 @@ def question_options(tool_input: Any) -> list[list[str]]:
 class HookEvents:
     def __init__(
         self, registry: SessionRegistry, states: StateMachine, delivery: Delivery, bus: EventBus,
-        permissions: Permissions,
+        permissions: Permissions, limits: Limits,
     ) -> None:
         self._permissions = permissions
+        self._limits = limits
         self._registry = registry
         self._states = states
         self._delivery = delivery
@@ -231,6 +236,8 @@ class HookEvents:
                     if text:
                         self._bus.publish(TurnFinished(session=session.id, name=session.name, text=text))
                     await self._states.set(session, State.IDLE, source=source)
+            case StopFailure(error=error, details=details) if is_limit(error, details):
+                await self._limits.hit(session, details or error, source)
             case StopFailure(error=error):
                 await self._states.set(session, State.ERRORED,
                                        Reason(ReasonKind.API_ERROR, f"api error: {error}"), source=source)

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from core.config import Settings
-from core.errors import Forbidden, Invalid
-from core.events import EventBus, SessionRenamed, SessionSpawned
+from core.errors import Forbidden, Invalid, Unavailable
+from core.events import EventBus, SessionRenamed, SessionResumed, SessionSpawned
 from core.providers import get_provider
 from core.queue import MessageQueue
 from core.sessions import Session, SessionRegistry, token_hash, validate_name
@@ -94,7 +94,8 @@ class Lifecycle:
             f"{caller.label} may not {verb} {target.label}: it is not you or one of your descendants"
         )
 
-    def launch_command(self, provider_name: str, workdir: str, env: dict[str, str]) -> str:
+    def launch_command(self, provider_name: str, workdir: str, env: dict[str, str],
+                       extra_args: list[str] | None = None) -> str:
         """The command line tmux runs; raises Invalid when the program is missing."""
         provider = get_provider(provider_name)
         configured = self._settings.command_for(provider_name)
@@ -117,6 +118,7 @@ class Lifecycle:
                 inbox.parent.mkdir(mode=0o700, exist_ok=True)
                 inbox.mkdir(mode=0o700, exist_ok=True)
                 argv += ["--add-dir", str(inbox)]
+        argv += extra_args or []
         # tmux 3.3 replaces PATH with its client's even when given with -e,
         # so PATH (which must find `sm`) rides on the command line instead.
         # The agent's token is read from a 0600 file by the wrapper: on a command
@@ -193,6 +195,36 @@ class Lifecycle:
             )
         return session
 
+    async def resume(self, caller: Caller, target: Session) -> bool:
+        """Run a lost session again: the same id, name, directory, parent and topic, in a
+        tmux session of the same name. True when its agent continues its conversation
+        (`claude --resume <id>`); False when it starts afresh (no id known, or a
+        provider without resume). Its queue, waits and its children are untouched."""
+        self.check_may_manage(caller, target, "resume")
+        if target.state != State.LOST:
+            raise Invalid(f"{target.label} is {target.state}, not lost: only a lost session is resumed")
+        if not os.path.isdir(target.workdir):
+            raise Invalid(f"cannot resume {target.label}: its directory {target.workdir} is gone")
+        provider = get_provider(target.provider)
+        conversation = target.agent_session_id if provider.resume_flag else None
+        token = secrets.token_urlsafe(32)  # the old one is only a hash: a new one for the new process
+        env = self._agent_env(target, self._write_token(target, token))
+        env.update(provider.extra_env)
+        command = self.launch_command(target.provider, target.workdir, env,
+                                      [provider.resume_flag, conversation] if conversation else [])
+        try:
+            await self._tmux.kill_session(target.tmux_session)  # a leftover of the same name, if any
+            pane_id = await self._tmux.new_session(target.tmux_session, command, target.workdir, env)
+        except Exception as exc:
+            raise Unavailable(f"could not resume {target.label}: {exc}") from exc
+        await self._registry.update(target, pane_id=pane_id, token_hash=token_hash(token))
+        await self._states.set(target, State.STARTING, None, source=f"resume by {caller.label}")
+        log.info("resumed %s (%s)", target.label,
+                 f"{provider.name} --resume {conversation}" if conversation else "afresh")
+        self._bus.publish(SessionResumed(session=target.id, name=target.name,
+                                         conversation=bool(conversation), by=caller.label))
+        return bool(conversation)
+
     def token_file(self, session_id: str) -> Path:
         return self._settings.state_dir / "agents" / f"{session_id}.token"
 
@@ -247,13 +279,14 @@ class Lifecycle:
         for session in self._registry.live():
             pane = panes.get(session.tmux_session)
             if session.pane_id is None:
-                continue  # a start that failed stays errored
+                continue  # a start that failed stays errored; a lost one stays lost
             if pane is None:
+                # A reboot, or the tmux server killed: the conversation is on disk.
+                await self._registry.update(session, pane_id=None)
                 await self._states.set(
-                    session, State.DEAD,
+                    session, State.LOST,
                     Reason(ReasonKind.VANISHED, "tmux session vanished while sm was down"), source="adopt"
                 )
-                await self._queue.fail_all(session.id, "session vanished")
             elif pane.dead:
                 await self._states.set(
                     session, State.ERRORED,

@@ -95,3 +95,10 @@ UPDATE sessions SET state_kind = CASE
     WHEN state_reason LIKE 'tmux session vanished%' THEN 'vanished'
     WHEN state = 'waiting' AND state_reason IS NOT NULL THEN 'dialog'
     ELSE NULL END;
+
+-- migration 5: a limited session's next try
+
+-- When a usage limit stops an agent, sm tries it again at this time (epoch
+-- seconds): the reset the agent showed plus a margin, or a fixed retry.
+-- Kept here so a restart while limited still resumes it on time.
+ALTER TABLE sessions ADD COLUMN limit_resets_at REAL;

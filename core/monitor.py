@@ -41,6 +41,7 @@ from typing import Callable
 
 from core.errors import Unavailable
 from core.events import EventBus, IdleReminder, PermissionNeeded
+from core.limits import Limits, limit_line
 from core.providers import Provider, ScreenReading, dialog_options, get_provider
 from core.queue import MessageQueue
 from core.sessions import Session, SessionRegistry
@@ -91,7 +92,9 @@ class Monitor:
         poll_interval: float,
         idle_timeout: float,
         clock: Callable[[], float] = time.time,
+        limits: Limits | None = None,
     ) -> None:
+        self._limits = limits
         self._registry = registry
         self._states = states
         self._queue = queue
@@ -243,10 +246,13 @@ class Monitor:
             pane_id = session.pane_id or ""
             pane = panes.get(pane_id)
             if pane is None:
-                await self._states.set(session, State.DEAD, Reason(ReasonKind.VANISHED, "tmux session vanished"),
-                                       source="monitor")
-                await self._queue.fail_all(session.id, "session vanished")
+                # Its tmux session (or the whole server) is gone, but not its conversation:
+                # lost, resumable (`sm resume`), its queue kept. Its old pane id means
+                # nothing any more (a new server reuses ids).
                 self._forget(session)
+                await self._registry.update(session, pane_id=None)
+                await self._states.set(session, State.LOST, Reason(ReasonKind.VANISHED, "tmux session vanished"),
+                                       source="monitor")
                 continue
             if pane.dead:
                 await self._pane_died(session, pane)
@@ -445,6 +451,12 @@ class Monitor:
         if session.state in ("busy", "waiting") and reading.state == "idle":
             since = self._screen_idle_since.setdefault(session.id, now)
             if now - since >= LOST_STOP_AFTER:
+                notice = limit_line(screen) if session.state == State.BUSY else None
+                if notice and self._limits is not None:
+                    # The turn ended on a usage limit and its StopFailure was lost.
+                    log.warning("%s: turn ended on a limit with no hook: %s", session.label, notice)
+                    await self._limits.hit(session, notice, "screen (hook lost)")
+                    return
                 log.warning("%s: screen idle for %.0fs with no Stop hook; trusting the screen",
                             session.label, now - since)
                 await self._states.set(session, "idle", source="screen (hook lost)")

@@ -256,6 +256,9 @@ class Provider:
     # Claude Code 2.1 does; Codex 0.171 does in some dialogs and only moves
     # the cursor in others (its folder-trust dialog), so there it is arrows + Enter.
     digit_answers: bool = True
+    # The flag that continues a conversation by its id (Claude's session id, from
+    # its hooks); empty: a resumed session of this provider starts afresh.
+    resume_flag: str = ""
 
     def with_header(self, header: str, body: str) -> str:
         return f"{self.header_prefix}{header}{self.header_separator}{body}"
@@ -321,6 +324,7 @@ CLAUDE = Provider(
     busy_markers=("esc to interrupt",),
     busy_in_footer=True,
     spinner=CLAUDE_SPINNER_RE,
+    resume_flag="--resume",
     # Permission dialogs, and the start-up dialogs that swallow a first prompt.
     waiting_markers=(
         "Do you want to proceed?",

@@ -59,6 +59,7 @@ class Session:
     created_at: float
     last_activity: float
     state_kind: ReasonKind | None = None  # the reason's kind, which behaviour reads
+    limit_resets_at: float | None = None  # limited: when sm tries it again (core/limits.py)
 
     def __post_init__(self) -> None:
         self.state = State(self.state)

@@ -8,6 +8,9 @@ pane for each change sm cares about:
     activity @3     alert-activity (monitor-activity on): a window had output
     closed          session-closed: a session went away, ours or behind our back
 
+and when the client itself ends (the server was killed), the listener hears
+`exit`, so a lost server is noticed at once.
+
 The pane's echo comes back to the client as `%output`, so an event costs tmux
 a few microseconds and forks nothing: no shell, no Python, no tmux client.
 The same client runs sm's monitoring queries (`display-message`,
@@ -194,6 +197,12 @@ class TmuxEvents:
                     break
         finally:
             self._fail_pending("tmux control client exited")
+            # The server may be gone (a kill-server, a reboot): look now, not at the
+            # next safety-net poll.
+            try:
+                self._on_event("exit", "")
+            except Exception:
+                log.exception("tmux exit event failed")
 
     def _reply(self, lines: list[str], ok: bool) -> None:
         if not self._pending:

@@ -4,8 +4,9 @@ A wait is a row in SQLite, so it survives a restart. It fires when its target
 is *settled*: idle with nothing queued or in flight for it. That is why
 `sm send X task; sm wait X 600` never wakes early, even though X is still idle
 when the wait is registered: the queued task keeps X unsettled until X has
-taken it and finished. It also fires when the target dies or errors, and at
-its deadline. One timer task sleeps until the nearest deadline.
+taken it and finished. It also fires when the target dies, errors or is lost
+(its tmux gone), and at its deadline; a limited target is not idle, so it
+does not fire until the limit has reset and the queue is done. One timer task sleeps until the nearest deadline.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Callable
 
 from core.queue import MessageQueue
 from core.sessions import Session, SessionRegistry
-from core.state import StateMachine
+from core.state import State, StateMachine
 from core.store import Store
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,10 @@ class Waits:
                 )
             elif target.gone:
                 outcome, note = "dead", f"[sm] {target.name} stopped: {target.state_reason}"
+            elif target.state == State.LOST:
+                # Its tmux is gone: a parent must not wait forever. After `sm resume`
+                # it can wait again.
+                outcome, note = "lost", f"[sm] {target.name} was lost: {target.state_reason}"
             elif target.state == "idle" and not await self._queue.has_pending(target_id):
                 outcome, note = "idle", f"[sm] {target.name} is idle"
             else:

@@ -5,8 +5,11 @@ It reproduces only what sm observes: the screen shapes (input box, busy footer),
 the input quirks (bracketed paste, Enter-after-paste swallowing, ESC interrupt) and
 the hook/transcript side effects, without any model behind it.
 
-Usage: python tests/fake_agent.py [--settings FILE] [--log FILE] [other args ignored]
+Usage: python tests/fake_agent.py [--settings FILE] [--log FILE] [--resume SESSION_ID] [other args ignored]
+       (--resume continues that conversation, as Claude's does: same session id and
+       transcript, SessionStart with source "resume")
 Env:   FAKE_AGENT_DIR (where transcripts go), FAKE_AGENT_STARTUP_DELAY (seconds),
+       FAKE_AGENT_LIMIT_TEXT (the usage-limit notice of a prompt with "hit-limit"),
        FAKE_AGENT_SWALLOW_ENTERS (ignore this many Enters on a non-empty box, as a
        busy terminal may).
 """
@@ -94,6 +97,12 @@ class FakeAgent:
         self.new_session()
         self.buffer = ""
         self.transcript = []
+        self.start_source = "startup"
+        if args.resume:
+            self.sid = args.resume
+            self.tp = os.path.join(self.dir, f"fake-agent-{self.sid}.jsonl")
+            self.start_source = "resume"
+            self.transcript.append(f"↺ Resumed conversation {self.sid}")
         self.queued = []       # prompts submitted while busy, run FIFO when the turn ends
         self.turn = None       # threading.Event of the live turn; set() means interrupted
         self.worked = None     # "✻ Worked for Ns" line after a finished turn
@@ -202,6 +211,15 @@ class FakeAgent:
         with self.lock:
             if token.is_set() or self.turn is not token:
                 return  # lost a race with ESC
+            if re.search(r"\bhit-limit\b", text):
+                # Like Claude 2.1.330 at a usage limit: the notice on screen and a
+                # StopFailure (error "rate_limit", the notice in error_details), no Stop.
+                notice = os.environ.get("FAKE_AGENT_LIMIT_TEXT") or "You've hit your limit"
+                self.transcript.append("⎿ " + notice)
+                self.turn = None
+                self.fire("StopFailure", error="rate_limit", error_details=notice)
+                self.draw()
+                return
             reply = "ok: " + text.split("\n", 1)[0][:60]
             self.transcript.append("● " + reply)
             self.write_transcript({"type": "assistant", "message": {
@@ -321,7 +339,7 @@ class FakeAgent:
                     if not os.read(0, 4096):
                         return
         self.draw()
-        self.fire("SessionStart", source="startup")
+        self.fire("SessionStart", source=self.start_source)
         while self.running:
             timeout = 0.1
             if self.esc_deadline is not None:
@@ -357,6 +375,7 @@ def main():
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--settings")
     parser.add_argument("--log")
+    parser.add_argument("--resume")
     args, _ = parser.parse_known_args()
     if os.isatty(0):
         _saved_tty = termios.tcgetattr(0)

@@ -530,6 +530,7 @@ class FakeTelegram(FileMethods):
         self._next_update_id = 1000
         self._poll_generation = 0
         self.outage_hits = 0  # requests answered by an outage, so tests can wait for one
+        self.unauthorized_hits = 0  # requests with a wrong token (answered 401)
         self._outage: str | None = None
         self._stopping = False
         self._changed = asyncio.Event()
@@ -810,6 +811,7 @@ class FakeTelegram(FileMethods):
         if self._outage:
             return await self._outage_response(request)
         if request.match_info["token"] != self.token:
+            self.unauthorized_hits += 1
             return self._error_response(ApiError(401, "Unauthorized"))
         name = self._method_names.get(request.match_info["method"].lower())
         if name is None:

@@ -82,9 +82,9 @@ def _hook(server: Server, name: str, event: str, payload: dict) -> None:
 
 def test_api_error_marks_the_agent_errored_with_its_reason(server: Server) -> None:
     server.spawn_agent("eng")
-    _hook(server, "eng", "StopFailure", {"hook_event_name": "StopFailure", "error": "rate_limit"})
+    _hook(server, "eng", "StopFailure", {"hook_event_name": "StopFailure", "error": "overloaded"})
     s = server.wait_state("eng", "errored")
-    assert s["state_reason"] == "api error: rate_limit"
+    assert s["state_reason"] == "api error: overloaded"  # a rate limit is `limited` (tests/test_limits.py)
     # An API error leaves the agent at its prompt: it can still take input.
     server.ok("send", "eng", "try again")
     server.wait_prompt(lambda p: "try again" in p)

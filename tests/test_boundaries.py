@@ -167,6 +167,7 @@ def test_the_engines_surface_is_the_contract_the_doors_are_written_against() -> 
         "status", "wait", "clear", "lock", "unlock", "lock_list", "auto_lock", "hook", "drain_spool",
         "open", "start", "stop", "settings", "owner_token", "door_store", "add_pruner", "caller_for_peer", "request_shutdown", "shutdown_requested",
         "inbox_file", "receive_files", "transcribe", "share", "send_files",
+        "report_link", "links", "resume", "resume_all", "lost",
     }
     assert engine_surface() == contract
 

@@ -131,6 +131,21 @@ def test_an_errored_agent_still_at_its_prompt_takes_messages() -> None:
     assert isinstance(decision, Submit)
 
 
+@pytest.mark.parametrize("state, why", [
+    ("lost", "the session is lost; waiting for it to be resumed"),
+    ("limited", "the agent is at a usage limit; holding until it resets"),
+])
+@pytest.mark.parametrize("pending", [
+    [msg(1)],
+    [msg(1, mode="urgent")],  # an urgent message neither interrupts nor goes in
+    [msg(1, "1", kind="keys")],  # nor does an answer to a dialog
+    [msg(1, status="inflight")],  # a batch in flight waits too (sent again after a resume)
+], ids=["sequential", "urgent", "keys", "inflight"])
+def test_a_lost_or_limited_agent_gets_nothing(state: str, why: str, pending: list[Message]) -> None:
+    for reading in (None, IDLE):
+        assert ask(session(state), pending, reading, entered_at=NOW - 10) == Hold(why)
+
+
 def test_everything_fails_once_the_agent_exited() -> None:
     pending = [msg(1), msg(2, mode="urgent")]
     decision = ask(session("errored", "agent exited (status 1)"), pending, exited=True)

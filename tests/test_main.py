@@ -198,3 +198,16 @@ def test_tcp_port_in_use_is_refused_in_one_line_and_the_agents_are_left_alone(tm
         port = taken.getsockname()[1]
         result = run_sm_bot(tmp_path, SM_SERVER_TCP="true", SM_SERVER_PORT=str(port))
     assert_one_line_refusal(result, "address already in use", str(port))
+
+
+def test_the_stale_socket_of_a_killed_sm_bot_is_removed_at_the_next_start(server: Server) -> None:
+    server.ok("spawn", "", "--provider", "shell", "--name", "survivor")
+    server.wait_state("survivor", "idle")
+    assert server.stop(signal.SIGKILL) == -signal.SIGKILL  # no cleanup at all
+    assert server.sock_path.exists()  # what a SIGKILL leaves behind
+    down = server.sm("status")
+    assert down.returncode == 2 and "Traceback" not in down.stderr  # "not running", not a hang or a crash
+    server.start()  # would refuse "already running", or fail to bind, if the socket were taken as live
+    assert server.state("survivor") == "idle"
+    server.ok("send", "survivor", "echo after the crash")
+    wait_for(lambda: "after the crash\n" in server.screen("survivor"), message="the message to run")

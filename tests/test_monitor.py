@@ -50,15 +50,14 @@ def test_killed_shell_is_errored_by_the_tmux_event(server_factory) -> None:
     assert "victim" in server.ok("status")
 
 
-def test_session_killed_behind_sms_back_is_buried_by_the_tmux_event(server_factory) -> None:
+def test_session_killed_behind_sms_back_is_lost_by_the_tmux_event(server_factory) -> None:
     server = server_factory(SM_MONITOR_POLL_INTERVAL=NO_NET)
     server.ok("spawn", "", "--provider", "shell", "--name", "goner")
     goner = server.wait_state("goner", "idle")
 
     tmux(server, "kill-session", "-t", goner["tmux_session"])
 
-    wait_for(lambda: all(s["name"] != "goner" for s in server.json("status")["sessions"]),
-             10, message="goner to be buried")
+    server.wait_state("goner", "lost", 10)
 
 
 def test_shell_command_is_seen_busy_then_idle_by_the_tmux_event(server_factory) -> None:

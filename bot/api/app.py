@@ -232,6 +232,14 @@ async def kill_session(c: Call) -> Any:
     return (await c.engine.kill(c.caller, c.ref)).public()
 
 
+async def resume_session(c: Call) -> Any:
+    return (await c.engine.resume(c.caller, c.ref)).public()
+
+
+async def resume_all(c: Call) -> Any:
+    return await c.engine.resume_all(c.caller)
+
+
 async def send_input(c: Call) -> Any:
     message = await c.engine.send(c.caller, c.ref, c.body.text, c.body.mode)
     return m.Queued(message=message.id, target=message.target_id, mode=message.mode)
@@ -345,6 +353,11 @@ ROUTES: tuple[Route, ...] = (
           body=m.RenameBody, response=m.SessionOut, errors=(K.NOT_FOUND, K.FORBIDDEN, K.CONFLICT)),
     Route("DELETE", "/sessions/{ref}", "Kill (yourself or a descendant; the owner: any)", kill_session,
           response=m.SessionOut, errors=(K.NOT_FOUND, K.FORBIDDEN)),
+    Route("POST", "/sessions/{ref}/resume", "Run a lost session again (its tmux gone: a reboot); "
+          "a Claude agent continues its conversation", resume_session, response=m.SessionOut,
+          errors=(K.NOT_FOUND, K.FORBIDDEN)),
+    Route("POST", "/resume", "Resume every lost session you may manage", resume_all,
+          response=list[m.ResumeOutcome]),
     Route("POST", "/sessions/{ref}/input", "Queue a message (sm send)", send_input, body=m.SendBody,
           response=m.Queued, status=202, errors=(K.NOT_FOUND, K.TOO_LARGE)),
     Route("POST", "/sessions/{ref}/watch",

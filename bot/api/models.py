@@ -127,9 +127,17 @@ class ErrorOut(BaseModel):
     status: int
 
 
+class Link(Reply):
+    state: str = Field(description="up, down, or refused (the service said no to sm's credentials)")
+    detail: str
+    since: float
+
+
 class Health(Reply):
     ok: bool
     sessions: int = Field(description="live sessions")
+    links: dict[str, Link] = Field(default_factory=dict,
+                                   description="sm's links to the outside by name (telegram), as its doors report them")
     version: str = Field(description="the server's version (sm doctor compares it with the CLI's)")
 
 
@@ -167,6 +175,7 @@ class Owner(Reply):
 
 class QueuedSession(SessionOut):
     queued: int
+    options: list[list[str]] | None = Field(None, description="waiting: the dialog's options as [keys, label]")
 
 
 class Undelivered(Reply):
@@ -201,11 +210,19 @@ class Status(Reply):
                                                                "null with all=1")
     locks: list[LockOut]
     inbox: InboxSize = Field(description="files from the phone kept in the sessions' inboxes")
+    links: dict[str, Link] = Field(default_factory=dict)
 
 
 class Shared(Reply):
     to: str = Field(description="the session whose topic gets the files, or 'owner'")
     files: int
+
+
+class ResumeOutcome(Reply):
+    id: str
+    name: str
+    resumed: bool
+    error: str | None
 
 
 class Queued(Reply):
@@ -235,6 +252,7 @@ class What(Reply):
     state: str
     summary: str
     source: Literal["summarizer", "fallback"]
+    options: list[list[str]] = Field(default_factory=list, description="waiting: the dialog's options as [keys, label]")
 
 
 class Replayed(Reply):

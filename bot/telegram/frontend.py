@@ -11,12 +11,15 @@ from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
+from aiogram.exceptions import TelegramUnauthorizedError
 from aiogram.types import BotCommand
+from aiogram.utils.backoff import BackoffConfig
 from aiogram.utils.i18n import SimpleI18nMiddleware
 
 from bot.telegram.background import Background
 from bot.telegram.handlers import routers
 from bot.telegram.i18n import make_i18n
+from bot.telegram.link import LinkWatch, QuietPollingErrors
 from bot.telegram.middlewares import AllowList
 from bot.telegram.mirror import Mirror, topic_name
 from bot.telegram.outbox import Outbox
@@ -60,6 +63,10 @@ class TelegramFrontEnd:
         # The owner, as the mirror and the outbox see the engine on their behalf.
         self.caller = engine.caller_for_person("owner via telegram")
         self.bot = make_bot(settings)
+        self.link = LinkWatch(lambda state, detail: engine.report_link(self.caller, "telegram", state, detail),
+                              settings.refused_retry)
+        self.bot.session.middleware(self.link)
+        engine.report_link(self.caller, "telegram", self.link.state, "")
         self.i18n = make_i18n(settings.locale)
         self.limiter = RateLimiter(settings.group_per_window, settings.rate_window)
         self.background = Background()
@@ -106,12 +113,37 @@ class TelegramFrontEnd:
         self._polling = asyncio.get_running_loop().create_task(self._poll(), name="telegram-polling")
 
     async def _poll(self) -> None:
+        """Reach Telegram (however long it takes), then poll for good.
+
+        aiogram's start_polling asks getMe once and gives up when that fails, so
+        getMe is retried here first: with capped backoff while Telegram is
+        unreachable, every `refused_retry` seconds while it refuses the token.
+        Polling then retries on its own, with the same cap. The link's changes
+        are logged once each (bot/telegram/link.py), not per attempt.
+        """
+        logging.getLogger("aiogram.dispatcher").addFilter(QuietPollingErrors())
+        cap = max(self.settings.retry_max, 0.2)
+        delay = min(1.0, cap)
+        while True:
+            try:
+                await self.bot.me()
+                break
+            except asyncio.CancelledError:
+                raise
+            except TelegramUnauthorizedError:
+                await asyncio.sleep(self.settings.refused_retry)
+            except Exception:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, cap)
+        log.info("Telegram bot running (chat %s)", self.settings.chat_id)
         try:
             await self.bot.set_my_commands([BotCommand(command=c, description=d) for c, d in COMMANDS.items()])
-        except Exception as exc:  # Telegram down at start: polling retries on its own
+        except Exception as exc:  # gone again already: the commands are a nicety
             log.warning("could not register the bot's commands: %s", exc)
         await self.dp.start_polling(self.bot, handle_signals=False, close_bot_session=False,
-                                    polling_timeout=10)
+                                    polling_timeout=10,
+                                    backoff_config=BackoffConfig(min_delay=cap / 2 if cap < 2 else 1.0,
+                                                                 max_delay=cap, factor=1.5, jitter=0.1))
 
     async def stop(self) -> None:
         if self._polling:

@@ -23,6 +23,7 @@ class Action(str, Enum):
     attach = "attach"
     clear = "clear"
     kill = "kill"
+    resume = "resume"  # on a lost session's message, not on the card
 
 
 class Decision(str, Enum):
@@ -33,7 +34,7 @@ class Decision(str, Enum):
     deny = "deny"
 
 
-ACTIONS = tuple(Action)
+ACTIONS = tuple(a for a in Action if a != Action.resume)  # the card's buttons
 CONFIRM_FIRST = frozenset({Action.clear, Action.kill})
 
 
@@ -48,6 +49,12 @@ def card_keyboard(session_id: str, labels: dict[Action, str]) -> InlineKeyboardM
     for action in ACTIONS:
         builder.button(text=labels[action], callback_data=SessionAction(action=action, sid=session_id))
     builder.adjust(4, 2)
+    return builder.as_markup()
+
+
+def resume_keyboard(session_id: str, label: str) -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    builder.button(text=label, callback_data=SessionAction(action=Action.resume, sid=session_id))
     return builder.as_markup()
 
 

@@ -19,7 +19,9 @@ from aiogram.utils.i18n import gettext as _
 
 from bot.telegram import files
 from bot.telegram.background import Background
-from bot.telegram.keyboards import Action, Decision, card_keyboard, options_keyboard, permission_keyboard
+from bot.telegram.keyboards import (
+    Action, Decision, card_keyboard, options_keyboard, permission_keyboard, resume_keyboard,
+)
 from bot.telegram.outbox import Outbox
 from bot.telegram.prompts import RESTARTED, PermissionPrompts, Prompt, outcome_text
 from bot.telegram.render import STATE_ICONS, cut, esc
@@ -27,8 +29,9 @@ from bot.telegram.topics import Topics
 from core.engine import Engine
 from core.errors import SmError
 from core.events import (
-    Event, FilesShared, IdleReminder, MessageDelivered, MessageFailed, MessageQueued, PermissionNeeded, PermissionResolved,
-    SessionDead, SessionErrored, SessionRenamed, SessionSpawned, StateChanged, TurnFinished,
+    Event, FilesShared, IdleReminder, MessageDelivered, MessageFailed, MessageQueued, PermissionNeeded,
+    PermissionResolved, SessionDead, SessionErrored, SessionRenamed, SessionResumed, SessionSpawned, StateChanged,
+    TurnFinished,
 )
 from core.humanize import ago
 from core.lifecycle import Caller
@@ -116,6 +119,8 @@ class Mirror:
                 elif topic.closed:
                     await self._outbox.put(self.chat_id, "topic", {"action": "reopen"}, session.id)
                     await self.card(session)
+                if session.state == State.LOST and self._engine.settings.resume_on_start == "ask":
+                    await self._offer_resume(session, session.state_reason or "")
 
     async def _run(self, subscription: Any) -> None:
         with subscription, self._i18n.context():
@@ -159,7 +164,8 @@ class Mirror:
     # Engine events this mirror shows, and those it leaves out on purpose: a test
     # checks that together they cover every event the engine publishes.
     SHOWS = (SessionSpawned, SessionRenamed, MessageQueued, MessageDelivered, MessageFailed,
-             TurnFinished, StateChanged, IdleReminder, PermissionNeeded, PermissionResolved, FilesShared)
+             TurnFinished, StateChanged, IdleReminder, PermissionNeeded, PermissionResolved, FilesShared,
+             SessionResumed)
     IGNORES = (
         SessionErrored,  # StateChanged to errored already says it, with the reason
         SessionDead,     # likewise for dead
@@ -206,6 +212,12 @@ class Mirror:
                 await self._permission(session, event)
             case PermissionResolved():
                 await self._resolved(session, event)
+            case SessionResumed(conversation=conversation):
+                await self.card(session)
+                await self.text(session.id, "▶️ " + (
+                    _("resumed by {who}, continuing its conversation") if conversation else
+                    _("resumed by {who}, starting afresh: there was no conversation it could continue")
+                ).format(who=esc(event.by)))
             case _ if isinstance(event, self.IGNORES):
                 pass
             case _:
@@ -237,9 +249,20 @@ class Mirror:
                 await self.text(session.id, "✋ " + _("waiting for an answer") + reason)
             case State.ERRORED:
                 await self.text(session.id, "⚠️ " + _("errored") + reason)
+            case State.LIMITED:
+                await self.text(session.id, "⏸ " + _("stopped by a usage limit") + reason)
+            case State.LOST:
+                await self._offer_resume(session, event.reason.text if event.reason else "")
             case State.DEAD:
                 await self.text(session.id, "💀 " + _("dead") + reason)
                 await self._outbox.put(self.chat_id, "topic", {"action": "close"}, session.id)
+
+    async def _offer_resume(self, session: Session, reason: str) -> None:
+        """A lost session's topic says so, with a Resume button (sm resume from the phone)."""
+        await self._outbox.put(self.chat_id, "text", {
+            "html": "🔌 " + _("lost: {reason}; its queued messages wait for a resume").format(reason=esc(reason)),
+            "reply_markup": resume_keyboard(session.id, _("Resume")).model_dump(exclude_none=True),
+        }, session.id)
 
     async def _failed(self, session: Session, event: MessageFailed) -> None:
         """A message that could not be delivered: the person must know, whoever sent it."""

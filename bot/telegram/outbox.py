@@ -31,6 +31,7 @@ from aiogram.exceptions import (
     TelegramNetworkError,
     TelegramRetryAfter,
     TelegramServerError,
+    TelegramUnauthorizedError,
 )
 from aiogram.types import BufferedInputFile, InlineKeyboardMarkup
 
@@ -149,10 +150,12 @@ class Outbox:
                 await self._sleep(exc.retry_after)
                 continue
             except (TelegramNetworkError, TelegramServerError, TelegramForbiddenError,
-                    ClientDecodeError, OSError, asyncio.TimeoutError) as exc:
+                    TelegramUnauthorizedError, ClientDecodeError, OSError, asyncio.TimeoutError) as exc:
+                # A refused token too: the rows wait for it to be fixed. The link's
+                # state is logged once per change (bot/telegram/link.py), not per retry.
                 await self._note_attempt(batch, f"{type(exc).__name__}: {exc}")
-                log.warning("Telegram unreachable for chat %s (%s); retrying in %.0fs",
-                            chat_id, exc, backoff)
+                log.debug("Telegram unreachable for chat %s (%s); retrying in %.0fs",
+                          chat_id, exc, backoff)
                 await self._sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
                 continue

@@ -57,6 +57,10 @@ class TelegramSettings(SmSettings):
     # Telegram's group limit: this many sends per window (seconds), all topics together.
     group_per_window: int = 20
     rate_window: float = 60.0
+    # Telegram unreachable: retry getMe and polling with backoff up to this many seconds.
+    retry_max: float = 60.0
+    # A token Telegram refuses (401): ask again this often (seconds), in case it is fixed.
+    refused_retry: float = 600.0
 
     def allowed_users(self) -> set[int]:
         """Who may use the bot: the user list, and the person of each private chat on the

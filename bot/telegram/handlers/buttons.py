@@ -114,6 +114,20 @@ async def attach(query: CallbackQuery, callback_data: SessionAction, tg: BotServ
         await tg.post(_chat(query, tg), session, await actions.attach_html(tg.engine, caller, session))
 
 
+@router.callback_query(SessionAction.filter(F.action == Action.resume))
+async def resume(query: CallbackQuery, callback_data: SessionAction, tg: BotServices, caller: Caller) -> None:
+    """A lost session runs again (sm resume); the topic then says how it went."""
+    session = await _session(query, callback_data, tg, caller)
+    if session is None:
+        return
+    try:
+        await tg.engine.resume(caller, session.id)
+    except SmError as exc:
+        await query.answer(str(exc), show_alert=True)
+        return
+    await query.answer(_("Resuming {name}…").format(name=session.name))
+
+
 @router.callback_query(SessionAction.filter(F.action == Action.what))
 async def what(query: CallbackQuery, callback_data: SessionAction, tg: BotServices, caller: Caller) -> None:
     """The summary takes a while (a model call): answer the tap now, post it when it is ready."""
