@@ -105,7 +105,10 @@ class Engine:
         self._permissions = Permissions(self._bus, settings.permission_timeout)
         self._hooks = HookEvents(self._registry, self._states, self._delivery, self._bus, self._permissions)
         self._monitor = Monitor(self._registry, self._states, self._queue, self._tmux, self._bus,
-                                settings.monitor_poll_interval, settings.monitor_idle_timeout, clock)
+                                settings.monitor_poll_interval,
+                                # Reminders are opt-in: off, no session is ever idle long enough.
+                                settings.monitor_idle_timeout if settings.monitor_idle_reminder else float("inf"),
+                                clock)
         self._locks = Locks(store, self._registry, settings.lock_lease, git_root, clock)
         self._states.on_change(self._release_locks_of_the_gone)
         self._owner_token = ""

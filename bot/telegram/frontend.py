@@ -58,7 +58,8 @@ class TelegramFrontEnd:
         self.caller = engine.caller_for_person("owner via telegram")
         self.bot = make_bot(settings)
         self.i18n = make_i18n(settings.locale)
-        self.limiter = RateLimiter(settings.group_per_window, settings.rate_window)
+        self.limiter = RateLimiter(settings.group_per_window, settings.rate_window,
+                                   reserve=min(settings.actionable_reserve, settings.group_per_window - 1))
         self.background = Background()
         self.outbox: Outbox | None = None
         self.mirror: Mirror | None = None

@@ -54,6 +54,9 @@ class TelegramSettings(SmSettings):
     # Telegram's group limit: this many sends per window (seconds), all topics together.
     group_per_window: int = 20
     rate_window: float = 60.0
+    # Of those, this many are kept for what needs you (prompts, questions, failures,
+    # deaths): conversation and chatter never use them.
+    actionable_reserve: int = 5
 
     @field_validator("allowed_chat_ids", "allowed_user_ids", mode="before")
     @classmethod

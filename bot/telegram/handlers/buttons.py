@@ -132,7 +132,7 @@ async def what(query: CallbackQuery, callback_data: SessionAction, tg: BotServic
 @router.callback_query(PermissionDecision.filter())
 async def permission(query: CallbackQuery, callback_data: PermissionDecision, tg: BotServices,
                      caller: Caller) -> None:
-    by = person(query.from_user)
+    by = query.from_user.full_name or person(query.from_user)  # "allowed by Ann"
     try:
         tg.engine.decide_permission(caller, callback_data.rid, callback_data.d.value, by)
     except SmError:
