@@ -390,8 +390,10 @@ class Engine:
 
     # -- reading ---------------------------------------------------------------------
 
-    async def output(self, caller: Caller, ref: str, lines: int = 40, transcript: bool = False) -> str:
-        """The tail of a session's screen, or its last assistant messages (`transcript`)."""
+    async def output(self, caller: Caller, ref: str, lines: int = 40, transcript: bool = False,
+                     raw: bool = False) -> str:
+        """What a session has done: the screen's content above the input box and footer, its
+        last `lines` lines; the screen as it is (`raw`); or its last assistant messages (`transcript`)."""
         target = await self.session(caller, ref)
         self._check_may_read(caller, target)
         if transcript:
@@ -402,6 +404,8 @@ class Engine:
         if not target.live or not target.pane_id:
             raise Invalid(f"{target.label} has no pane to read")
         screen = await self._tmux.capture(target.pane_id, lines=max(lines, 1))
+        if not raw:
+            return get_provider(target.provider).content(screen, lines)
         out = screen.splitlines()
         while out and not out[-1].strip():
             out.pop()

@@ -74,6 +74,16 @@ def test_output_shows_the_screen_and_the_transcript(server: Server) -> None:
     assert server.ok("output", "eng", "--transcript").strip() == "ok: [from owner] say something"
 
 
+def test_output_shows_the_work_and_raw_shows_the_screen(server: Server) -> None:
+    server.spawn_agent("eng", "say something")
+    server.wait_turn_done("eng", "say something")
+    out = server.ok("output", "eng", "-n", "5").rstrip("\n")
+    assert "ok: [from owner] say something" in out and out.splitlines()[-1].strip()
+    assert "? for shortcuts" not in out and "────" not in out  # no input box, no footer
+    raw = server.ok("output", "eng", "--raw", "-n", "5")
+    assert "? for shortcuts" in raw and "────" in raw
+
+
 def _hook(server: Server, name: str, event: str, payload: dict) -> None:
     env = {**server.env, **server.agent_env(name)}
     subprocess.run([str(Path(sys.executable).parent / "sm"), "hook", event],
