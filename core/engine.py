@@ -35,6 +35,7 @@ from core.state import State, StateMachine
 from core.store import Store
 from core.text import check_text
 from core.tmux import Tmux
+from core.types import PaneScreen
 from core.waits import Waits
 from core.what import Summaries, fallback_summary, last_assistant_messages, summarize
 
@@ -410,6 +411,14 @@ class Engine:
         while out and not out[-1].strip():
             out.pop()
         return "\n".join(out[-lines:])
+
+    async def screen(self, caller: Caller, ref: str) -> PaneScreen:
+        """A session's screen with its colours, size and cursor, for a door to draw."""
+        target = await self.session(caller, ref)
+        self._check_may_read(caller, target)
+        if not target.live or not target.pane_id:
+            raise Invalid(f"{target.label} has no pane to read")
+        return await self._tmux.screen(target.pane_id)
 
     async def what(self, caller: Caller, ref: str) -> dict[str, Any]:
         """A short summary of what a session is doing: by the summarizer, else from its state.

@@ -320,3 +320,26 @@ def test_a_persons_message_that_fails_gets_a_thumbs_down_and_the_reason(telegram
                                           if m.get("reply_to_message_id") == sent["message_id"]), None),
                           message="the reply with the reason")
     assert "not delivered" in reply["text"] and "agent exited" in reply["text"]
+
+
+def test_the_screen_button_and_slash_screen_send_a_picture_of_the_pane(telegram: ThreadedTelegram,
+                                                                        tg_server: Server) -> None:
+    import io
+
+    from PIL import Image
+
+    session = spawn(tg_server, "eng", "draw something")
+    tg_server.wait_turn_done("eng", "draw something")
+    thread = telegram.topic_of(session)
+    message_id, data = telegram.button(thread, "Screen")
+    telegram.press(message_id, data)
+    photo = telegram.wait(lambda t: next((m for m in t.messages(thread)
+                                          if t.do(lambda: t.fake.photo(CHAT, m["message_id"]))), None),
+                          message="the screenshot")
+    assert photo["caption"].startswith("eng · idle")
+    image = Image.open(io.BytesIO(telegram.do(lambda: telegram.fake.photo(CHAT, photo["message_id"]))))
+    assert image.width > image.height > 100  # a 200×50 pane, drawn
+    assert len(image.convert("L").getcolors(256) or []) > 2  # text on a background, not a blank
+    telegram.say("/screen", thread)
+    telegram.wait(lambda t: sum(1 for m in t.messages(thread) if t.do(lambda: t.fake.photo(CHAT, m["message_id"])))
+                  == 2, message="the second screenshot")

@@ -37,6 +37,7 @@ COMMANDS = {
     "new": "Start a session: /new [path] [prompt]",
     "list": "Sessions and their state",
     "status": "A session's status",
+    "screen": "A picture of a session's screen",
     "kill": "Kill a session",
     "open": "How to attach from a terminal",
     "help": "Help",

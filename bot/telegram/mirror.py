@@ -71,7 +71,7 @@ def topic_name(session: Session) -> str:
 
 
 def button_labels() -> dict[Action, str]:
-    return {Action.status: _("Status"), Action.output: _("Output"), Action.what: _("What"),
+    return {Action.status: _("Status"), Action.output: _("Output"), Action.screen: _("Screen"), Action.what: _("What"),
             Action.attach: _("Attach"), Action.clear: _("Clear"), Action.kill: _("Kill")}
 
 
