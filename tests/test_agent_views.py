@@ -122,8 +122,20 @@ def test_hook_outside_a_managed_session_does_nothing(server: Server) -> None:
     assert not (server.state_dir / "spool").exists() or not list((server.state_dir / "spool").iterdir())
 
 
-def test_one_idle_reminder_after_the_idle_timeout(server_factory) -> None:
+def test_idle_reminders_are_off_unless_asked_for(server_factory) -> None:
     server = server_factory(SM_MONITOR_IDLE_TIMEOUT="1")
+    events = server.events()
+    try:
+        server.spawn_agent("eng", "a short task")
+        server.wait_turn_done("eng", "a short task")
+        holds(lambda: not [e for e in events.events if e["type"] == "idle.reminder"], 3,
+              "no idle reminder by default")
+    finally:
+        events.close()
+
+
+def test_one_idle_reminder_after_the_idle_timeout(server_factory) -> None:
+    server = server_factory(SM_MONITOR_IDLE_TIMEOUT="1", SM_MONITOR_IDLE_REMINDER="true")
     events = server.events()
     try:
         server.spawn_agent("eng", "a short task")

@@ -141,6 +141,7 @@ async def test_a_prompt_overtakes_a_saturated_budget_and_chatter_folds_into_the_
                                   SID, lane=A)
     await until(lambda: "✋ Bash needs permission" in sent_texts(rig), message="the prompt")
     assert clock.now == budget_spent_at  # it did not wait for the window
+    assert await settled(rig, prompt) == "sent"
     row = await rig.store.fetchone("SELECT sent_at FROM outbox WHERE id = ?", (prompt,))
     assert row[0] == budget_spent_at
     # Chatter under pressure is folded, not posted (and not lost: the card will show it).
