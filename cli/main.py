@@ -165,9 +165,10 @@ def children(as_json: bool) -> None:
 @click.argument("session", type=SESSION)
 @click.option("-n", "--lines", default=40, show_default=True, help="How many lines.")
 @click.option("--transcript", is_flag=True, help="The last assistant messages instead of the screen.")
-def output(session: str, lines: int, transcript: bool) -> None:
-    """The tail of SESSION's screen."""
-    query = f"lines={lines}" + ("&transcript=1" if transcript else "")
+@click.option("--raw", is_flag=True, help="The screen as it is: input box and footer included.")
+def output(session: str, lines: int, transcript: bool, raw: bool) -> None:
+    """What SESSION has done: the last lines of its screen above the input box and footer."""
+    query = f"lines={lines}" + ("&transcript=1" if transcript else "") + ("&raw=1" if raw else "")
     click.echo(call("GET", f"/sessions/{segment(session)}/output?{query}")["output"])
 
 

@@ -208,8 +208,10 @@ class Settings(SmSettings):
     max_message_bytes: int = 256 * 1024
     # Messages longer than this are delivered as the path of a file holding them.
     inline_message_bytes: int = 4096
-    # One idle reminder after a session has sat idle this long (seconds).
+    # One idle reminder after a session has sat idle this long (seconds)...
     monitor_idle_timeout: float = 300.0
+    # ...if reminders are on at all (off by default: the card already shows "idle since 14:02").
+    monitor_idle_reminder: bool = False
     # The monitor's safety net (seconds): tmux reports changes as they happen,
     # and every this often one list of all panes catches a lost report.
     monitor_poll_interval: float = 5.0

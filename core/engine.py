@@ -41,6 +41,7 @@ from core.store import Store
 from core.text import check_text
 from core.transcribe import TranscriptionFailed, transcribe
 from core.tmux import Tmux
+from core.types import PaneScreen
 from core.waits import Waits
 from core.what import Summaries, fallback_summary, last_assistant_messages, summarize
 
@@ -118,8 +119,10 @@ class Engine:
         self._hooks = HookEvents(self._registry, self._states, self._delivery, self._bus, self._permissions,
                                  self._limits)
         self._monitor = Monitor(self._registry, self._states, self._queue, self._tmux, self._bus,
-                                settings.monitor_poll_interval, settings.monitor_idle_timeout, clock,
-                                limits=self._limits)
+                                settings.monitor_poll_interval,
+                                # Reminders are opt-in: off, no session is ever idle long enough.
+                                settings.monitor_idle_timeout if settings.monitor_idle_reminder else float("inf"),
+                                clock, limits=self._limits)
         self._locks = Locks(store, self._registry, settings.lock_lease, git_root, clock)
         self._retention = Retention(store, settings.retention_days, settings.state_dir / "messages", clock)
         self._states.on_change(self._release_locks_of_the_gone)
@@ -623,8 +626,10 @@ class Engine:
 
     # -- reading ---------------------------------------------------------------------
 
-    async def output(self, caller: Caller, ref: str, lines: int = 40, transcript: bool = False) -> str:
-        """The tail of a session's screen, or its last assistant messages (`transcript`)."""
+    async def output(self, caller: Caller, ref: str, lines: int = 40, transcript: bool = False,
+                     raw: bool = False) -> str:
+        """What a session has done: the screen's content above the input box and footer, its
+        last `lines` lines; the screen as it is (`raw`); or its last assistant messages (`transcript`)."""
         target = await self.session(caller, ref)
         self._check_may_read(caller, target)
         if transcript:
@@ -635,10 +640,20 @@ class Engine:
         if not target.live or not target.pane_id:
             raise Invalid(f"{target.label} has no pane to read")
         screen = await self._tmux.capture(target.pane_id, lines=max(lines, 1))
+        if not raw:
+            return get_provider(target.provider).content(screen, lines)
         out = screen.splitlines()
         while out and not out[-1].strip():
             out.pop()
         return "\n".join(out[-lines:])
+
+    async def screen(self, caller: Caller, ref: str) -> PaneScreen:
+        """A session's screen with its colours, size and cursor, for a door to draw."""
+        target = await self.session(caller, ref)
+        self._check_may_read(caller, target)
+        if not target.live or not target.pane_id:
+            raise Invalid(f"{target.label} has no pane to read")
+        return await self._tmux.screen(target.pane_id)
 
     async def what(self, caller: Caller, ref: str) -> dict[str, Any]:
         """A short summary of what a session is doing: by the summarizer, else from its state.

@@ -186,6 +186,10 @@ def _question(lines: list[str], first_option: int) -> tuple[str, str]:
     return question, text[:2000]
 
 
+# A notice drawn right-aligned above Claude's box (e.g. tmux's "focus-events off"): not work.
+NOTICE_RE = re.compile(r"^\s{20,}\S")
+
+
 @dataclass(frozen=True)
 class Box:
     """The input box: its text, and the screen line where it starts."""
@@ -263,6 +267,22 @@ class Provider:
     def with_header(self, header: str, body: str) -> str:
         return f"{self.header_prefix}{header}{self.header_separator}{body}"
 
+    def content(self, screen: str, lines: int = 40) -> str:
+        """What the agent has done, as `sm output` and the phone's Output show it: the
+        screen above the input box (no box, no footer, no trailing blank lines), its last
+        `lines` lines. A dialog in place of the box is content: it is what waits."""
+        rows = screen.splitlines()
+        box = self.find_box(rows, self.prompt_chars)
+        if box is not None:
+            rows = rows[: box.top]
+        kept: list[str] = []
+        for row in (row.rstrip() for row in rows):
+            if row or (kept and kept[-1]):  # runs of blank lines become one: a phone screen is small
+                kept.append(row)
+        while kept and (not kept[-1] or NOTICE_RE.match(kept[-1])):
+            kept.pop()
+        return "\n".join(kept[-lines:]) if lines > 0 else ""
+
     def read_screen(self, screen: str, current_command: str = "") -> ScreenReading:
         lines = screen.splitlines()
         box = self.find_box(lines, self.prompt_chars)
@@ -303,6 +323,12 @@ class Provider:
 
 class ShellProvider(Provider):
     """A plain interactive shell: idle when the shell itself is in the foreground."""
+
+    def content(self, screen: str, lines: int = 40) -> str:
+        rows = [row.rstrip() for row in screen.splitlines()]
+        while rows and not rows[-1]:
+            rows.pop()
+        return "\n".join(rows[-lines:]) if lines > 0 else ""
 
     def read_screen(self, screen: str, current_command: str = "") -> ScreenReading:
         if current_command and current_command not in SHELLS:

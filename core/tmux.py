@@ -19,6 +19,7 @@ import libtmux
 from libtmux.exc import LibTmuxException
 
 from core.errors import Unavailable
+from core.types import PaneScreen
 
 # CSI/OSC/other escape sequences, for screens captured with colours by mistake
 # and for text that must not reach a pane as control input.
@@ -184,6 +185,18 @@ class Tmux:
     async def capture(self, pane_id: str, lines: int | None = None) -> str:
         """The visible screen (or `lines` of history too), without ANSI codes."""
         return await asyncio.to_thread(self._capture, pane_id, lines)
+
+    def _screen(self, pane_id: str) -> tuple[str, list[str]]:
+        shape = self._cmd("display-message", "-p", "-t", pane_id,
+                          "#{pane_width}\t#{pane_height}\t#{cursor_x}\t#{cursor_y}\t#{cursor_flag}")
+        return "\n".join(self._cmd("capture-pane", "-e", "-p", "-t", pane_id)), (shape[0] if shape else "").split("\t")
+
+    async def screen(self, pane_id: str) -> PaneScreen:
+        """The visible screen with its escapes (capture-pane -e), its size and the cursor."""
+        ansi, shape = await asyncio.to_thread(self._screen, pane_id)
+        numbers = [int(part) if part.isdigit() else 0 for part in shape + ["0"] * (5 - len(shape))]
+        cols, rows, x, y, shown = numbers[:5]
+        return PaneScreen(ansi, cols or self.width, rows or self.height, (x, y) if shown else None)
 
     async def current_command(self, pane_id: str) -> str:
         """The pane's foreground program: one small tmux call, not a list of every pane."""

@@ -57,3 +57,14 @@ class Reason:
 GONE = frozenset({ReasonKind.EXITED, ReasonKind.START_FAILED})
 # Kinds whose dialog is announced with its own message (and buttons).
 ASKS = frozenset({ReasonKind.PERMISSION, ReasonKind.QUESTION, ReasonKind.PLAN})
+
+
+@dataclass(frozen=True)
+class PaneScreen:
+    """A pane's screen as the terminal shows it: the text with its escapes (colours, bold),
+    its size in cells, and the cursor (x, y), which the escapes do not carry."""
+
+    ansi: str
+    cols: int
+    rows: int
+    cursor: tuple[int, int] | None

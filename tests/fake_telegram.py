@@ -151,9 +151,9 @@ _INT_FIELDS = {"chat_id", "message_id", "message_thread_id", "offset", "limit", 
                "reply_to_message_id", "cache_time", "user_id", "from_chat_id", "icon_color"}
 _BOOL_FIELDS = {"disable_notification", "protect_content", "show_alert", "drop_pending_updates",
                 "disable_web_page_preview", "allow_sending_without_reply",
-                "disable_content_type_detection", "allow_paid_broadcast"}
+                "disable_content_type_detection", "allow_paid_broadcast", "is_big"}
 _JSON_FIELDS = {"reply_markup", "entities", "caption_entities", "commands", "scope",
-                "allowed_updates", "link_preview_options", "reply_parameters"}
+                "allowed_updates", "link_preview_options", "reply_parameters", "reaction", "media"}
 
 _BUTTON_ACTIONS = ("url", "callback_data", "login_url", "switch_inline_query",
                    "switch_inline_query_current_chat", "switch_inline_query_chosen_chat",
@@ -434,7 +434,7 @@ class Limits:
     counted: set[str] = field(default_factory=lambda: {
         "sendMessage", "editMessageText", "editMessageReplyMarkup", "sendDocument",
         "createForumTopic", "editForumTopic", "closeForumTopic", "reopenForumTopic",
-        "pinChatMessage", "sendPhoto", "sendMediaGroup"})
+        "pinChatMessage", "sendPhoto", "sendMediaGroup", "editMessageMedia", "setMessageReaction"})
 
 
 @dataclass
@@ -478,7 +478,110 @@ class _Message:
     document: dict[str, Any] | None = None
 
 
-class FakeTelegram(FileMethods):
+# -- photos and reactions (the phone: screenshots, acknowledgements) ------------------------
+
+# Telegram's reaction emoji (ReactionTypeEmoji): anything else is REACTION_INVALID.
+REACTION_EMOJI = frozenset(
+    "👍 👎 ❤ 🔥 🥰 👏 😁 🤔 🤯 😱 🤬 😢 🎉 🤩 🤮 💩 🙏 👌 🕊 🤡 🥱 🥴 😍 🐳 ❤‍🔥 🌚 🌭 💯 🤣 ⚡ 🍌 🏆 💔 "
+    "🤨 😐 🍓 🍾 💋 🖕 😈 😴 😭 🤓 👻 👨‍💻 👀 🎃 🙈 😇 😨 🤝 ✍ 🤗 🫡 🎅 🎄 ☃ 💅 🤪 🗿 🆒 💘 🙉 🦄 😘 "
+    "💊 🙊 😎 👾 🤷‍♂ 🤷 🤷‍♀ 😡".split())
+PHOTO_MAX_BYTES = 10 * 1024 * 1024
+
+
+class _PhoneMethods:
+    """sendPhoto, editMessageMedia and setMessageReaction, with Telegram's limits:
+    photos up to 10 MB, width + height at most 10000 and a ratio of at most 20,
+    captions of 1024 characters, reactions from Telegram's list only."""
+
+    def _phone_methods(self: Any) -> dict[str, Callable[[dict[str, Any], Any], Any]]:
+        # sendPhoto itself is the files mixin's (tests/fake_telegram_files.py), which both use.
+        return {"editMessageMedia": self._edit_message_media, "setMessageReaction": self._set_message_reaction}
+
+    def _photo(self: Any, photo: Any) -> dict[str, Any]:
+        if not (isinstance(photo, dict) and "content" in photo):
+            raise _bad("wrong file identifier/HTTP URL specified")
+        content = photo["content"]
+        if not content:
+            raise _bad("file must be non-empty")
+        if len(content) > PHOTO_MAX_BYTES:
+            raise _bad("PHOTO_SAVE_FILE_INVALID")
+        if content[:8] != b"\x89PNG\r\n\x1a\n" and content[:3] != b"\xff\xd8\xff":
+            raise _bad("IMAGE_PROCESS_FAILED")
+        width = height = 0
+        if content[:4] == b"\x89PNG":
+            width, height = int.from_bytes(content[16:20], "big"), int.from_bytes(content[20:24], "big")
+            if width + height > 10000 or max(width, height) > 20 * max(1, min(width, height)):
+                raise _bad("PHOTO_INVALID_DIMENSIONS")
+        file_id = "AgACAgIAAx" + secrets.token_urlsafe(24)
+        self._files[file_id] = {"file_id": file_id, "file_unique_id": "AQAD" + secrets.token_urlsafe(8),
+                                "file_name": None, "mime_type": "image/png", "content": content,
+                                "file_size": len(content), "file_path": f"photos/file_{len(self._files)}.png"}
+        return {"file_id": file_id, "file_unique_id": self._files[file_id]["file_unique_id"],
+                "width": width, "height": height, "file_size": len(content)}
+
+    def _edit_message_media(self: Any, params: dict[str, Any], request: Any) -> dict[str, Any]:
+        chat = self._chat(params)
+        msg = self._bot_message(chat, params, "edit")
+        if not msg.from_bot or msg.kind == "service":
+            raise _bad("message can't be edited")
+        media = params.get("media")
+        if not isinstance(media, dict) or media.get("type") != "photo":
+            raise _bad("can't parse InputMedia JSON object")
+        if msg.kind != "photo":
+            raise _bad("there is no media in the message to edit")
+        attached = media.get("media")
+        if isinstance(attached, str) and attached.startswith("attach://"):
+            attached = params.get(attached[len("attach://"):])
+        caption, entities = self._format(media.get("caption"), media.get("parse_mode") or params.get("parse_mode"),
+                                         media.get("caption_entities"), 1024, caption=True)
+        markup = self._check_markup(params.get("reply_markup"), inline_only=True)
+        if isinstance(attached, dict) and attached.get("content") == self._files.get(
+                msg.obj["photo"][0]["file_id"], {}).get("content") and caption == msg.obj.get("caption", "") \
+                and self._same_markup(markup, msg.obj.get("reply_markup")):
+            raise ApiError(400, NOT_MODIFIED)
+        size = self._photo(attached)
+        self._rate_check("editMessageMedia", chat)
+        msg.obj["photo"] = [size]
+        msg.obj.pop("caption", None)
+        if caption:
+            msg.obj["caption"] = caption
+        msg.obj.pop("reply_markup", None)
+        if markup:
+            msg.obj["reply_markup"] = markup
+        msg.obj["edit_date"] = int(time.time())
+        msg.edits += 1
+        return msg.obj
+
+    def _set_message_reaction(self: Any, params: dict[str, Any], request: Any) -> bool:
+        chat = self._chat(params)
+        msg = self._msgs.get((chat.id, params.get("message_id")))
+        if msg is None or msg.deleted or msg.kind == "service":
+            raise _bad("MESSAGE_ID_INVALID")
+        reaction = params.get("reaction") or []
+        if not isinstance(reaction, list):
+            raise _bad("can't parse reaction types JSON object")
+        emoji = []
+        for item in reaction:
+            if not isinstance(item, dict) or item.get("type") != "emoji":
+                raise _bad("REACTION_INVALID")
+            if item.get("emoji") not in REACTION_EMOJI:
+                raise _bad("REACTION_INVALID")
+            emoji.append(item["emoji"])
+        if len(emoji) > 1:
+            raise _bad("REACTIONS_TOO_MANY")  # a bot sets at most one reaction
+        self._rate_check("setMessageReaction", chat)
+        self.reactions[(chat.id, msg.message_id)] = emoji
+        return True
+
+    def photo(self: Any, chat_id: int, message_id: int) -> bytes | None:
+        """The PNG a photo message shows now."""
+        msg = self._msgs.get((chat_id, message_id))
+        if msg is None or "photo" not in msg.obj:
+            return None
+        return self._files[msg.obj["photo"][0]["file_id"]]["content"]
+
+
+class FakeTelegram(FileMethods, _PhoneMethods):
     """The fake Bot API server.  See the module docstring for the whole contract.
 
     Lifecycle: ``await start() -> url``, ``await stop()``, or ``async with``.
@@ -556,6 +659,8 @@ class FakeTelegram(FileMethods):
             "sendChatAction": self._send_chat_action,
         }
         self._methods.update(self._file_methods())  # tests/fake_telegram_files.py
+        self._methods.update(self._phone_methods())
+        self.reactions: dict[tuple[int, int], list[str]] = {}  # (chat, message) -> the bot's reaction
         self._method_names = {name.lower(): name for name in self._methods}
 
     # -- lifecycle ------------------------------------------------------------------------

@@ -186,8 +186,11 @@ class FileMethods:
         content, name = self._upload(params.get("photo"), "photo")
         self._photo_checks(content)
         self._rate_check("sendPhoto", chat)  # type: ignore[attr-defined]
+        markup = self._check_markup(params.get("reply_markup"))  # type: ignore[attr-defined]
         msg = self._bot_file(chat, thread_id, "photo", content, name, caption, entities)
         msg.raw, msg.parse_mode = params.get("caption"), params.get("parse_mode")
+        if markup and "inline_keyboard" in markup:
+            msg.obj["reply_markup"] = markup
         return msg.obj
 
     def _send_media_group(self, params: dict[str, Any], request: Any) -> list[dict[str, Any]]:

@@ -74,6 +74,16 @@ def test_output_shows_the_screen_and_the_transcript(server: Server) -> None:
     assert server.ok("output", "eng", "--transcript").strip() == "ok: [from owner] say something"
 
 
+def test_output_shows_the_work_and_raw_shows_the_screen(server: Server) -> None:
+    server.spawn_agent("eng", "say something")
+    server.wait_turn_done("eng", "say something")
+    out = server.ok("output", "eng", "-n", "5").rstrip("\n")
+    assert "ok: [from owner] say something" in out and out.splitlines()[-1].strip()
+    assert "? for shortcuts" not in out and "────" not in out  # no input box, no footer
+    raw = server.ok("output", "eng", "--raw", "-n", "5")
+    assert "? for shortcuts" in raw and "────" in raw
+
+
 def _hook(server: Server, name: str, event: str, payload: dict) -> None:
     env = {**server.env, **server.agent_env(name)}
     subprocess.run([str(Path(sys.executable).parent / "sm"), "hook", event],
@@ -112,8 +122,20 @@ def test_hook_outside_a_managed_session_does_nothing(server: Server) -> None:
     assert not (server.state_dir / "spool").exists() or not list((server.state_dir / "spool").iterdir())
 
 
-def test_one_idle_reminder_after_the_idle_timeout(server_factory) -> None:
+def test_idle_reminders_are_off_unless_asked_for(server_factory) -> None:
     server = server_factory(SM_MONITOR_IDLE_TIMEOUT="1")
+    events = server.events()
+    try:
+        server.spawn_agent("eng", "a short task")
+        server.wait_turn_done("eng", "a short task")
+        holds(lambda: not [e for e in events.events if e["type"] == "idle.reminder"], 3,
+              "no idle reminder by default")
+    finally:
+        events.close()
+
+
+def test_one_idle_reminder_after_the_idle_timeout(server_factory) -> None:
+    server = server_factory(SM_MONITOR_IDLE_TIMEOUT="1", SM_MONITOR_IDLE_REMINDER="true")
     events = server.events()
     try:
         server.spawn_agent("eng", "a short task")

@@ -161,7 +161,7 @@ def door(engine, tg, caller):
 
 def test_the_engines_surface_is_the_contract_the_doors_are_written_against() -> None:
     contract = {
-        "sessions", "session", "queue_counts", "attach_command", "output", "what", "dialog_options",
+        "sessions", "session", "queue_counts", "attach_command", "output", "screen", "what", "dialog_options",
         "send", "press_keys", "decide_permission", "caller_for_token", "caller_for_person",
         "subscribe", "health", "live_count", "spawn", "kill", "rename", "children", "others",
         "status", "wait", "clear", "lock", "unlock", "lock_list", "auto_lock", "hook", "drain_spool",
@@ -217,7 +217,7 @@ async def test_hooks_come_only_from_agents(engine: Engine) -> None:
 async def test_unknown_sessions_are_not_found_with_their_name(engine: Engine) -> None:
     owner = engine.caller_for_person("owner")
     for use in (engine.session(owner, "ghost"), engine.attach_command(owner, "ghost"),
-                engine.output(owner, "ghost"), engine.what(owner, "ghost"),
+                engine.output(owner, "ghost"), engine.screen(owner, "ghost"), engine.what(owner, "ghost"),
                 engine.dialog_options(owner, "ghost"), engine.send(owner, "ghost", "hi"),
                 engine.press_keys(owner, "ghost", "1")):
         with pytest.raises(NotFound, match="ghost"):

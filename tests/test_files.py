@@ -14,7 +14,7 @@ from PIL import Image
 
 from conftest import Server, holds, wait_for
 from core.inbox import Inbox, clean_name
-from telegram_harness import ThreadedTelegram
+from telegram_harness import CHAT, ThreadedTelegram
 
 
 @pytest.fixture
@@ -64,7 +64,7 @@ def test_a_photo_reaches_the_agent_as_a_path_with_its_bytes_intact(telegram: Thr
     session = agent(tg_server, "eng")
     thread = telegram.topic_of(session)
     picture = png("blue", (800, 600))
-    telegram.send_media("photo", picture, thread, caption="the bug is the blue box")
+    sent = telegram.send_media("photo", picture, thread, caption="the bug is the blue box")
     got = prompt_with(tg_server, "sent a photo")
     header, _, rest = got.partition(" sent a photo: ")
     assert header == "[from owner via telegram (owner)]"
@@ -74,7 +74,9 @@ def test_a_photo_reaches_the_agent_as_a_path_with_its_bytes_intact(telegram: Thr
     assert path.read_bytes() == picture  # the largest size, not a thumbnail
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
-    telegram.wait(lambda t: any("delivered" in x for x in t.texts(thread)), message="the delivered ack")
+    # Acknowledged as text is: 👍 on the person's own message once it went in.
+    telegram.wait(lambda t: t.do(lambda: t.fake.reactions.get((CHAT, sent["message_id"]))) == ["👍"],
+                  message="the 👍 reaction")
 
 
 def test_a_file_sent_as_a_reply_to_a_mirrored_message_goes_to_that_session(telegram: ThreadedTelegram,

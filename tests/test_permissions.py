@@ -74,7 +74,7 @@ def text_of(telegram: ThreadedTelegram, message_id: int) -> str:
 
 
 @pytest.mark.parametrize("button, decision", [("Allow", {"behavior": "allow"}),
-                                              ("Deny", {"behavior": "deny", "message": "Denied by owner (from sm)."})])
+                                              ("Deny", {"behavior": "deny", "message": "Denied by Owner (from sm)."})])
 def test_a_tap_is_what_the_hook_prints(server_factory, telegram: ThreadedTelegram, tmp_path: Path,
                                        button: str, decision: dict[str, str]) -> None:
     server = make_server(server_factory, telegram, tmp_path)
@@ -89,7 +89,7 @@ def test_a_tap_is_what_the_hook_prints(server_factory, telegram: ThreadedTelegra
     out = json.loads(hook.output())
     assert out == {"hookSpecificOutput": {"hookEventName": "PermissionRequest", "decision": decision}}
     word = "allowed" if button == "Allow" else "denied"
-    telegram.wait(lambda t: f"{word} by owner" in text_of(t, message_id), message="the outcome")
+    telegram.wait(lambda t: f"{word} by Owner" in text_of(t, message_id), message="the outcome")
 
 
 def test_allow_always_passes_claudes_suggested_rule(server_factory, telegram: ThreadedTelegram,
@@ -230,9 +230,9 @@ def test_a_tap_on_a_prompt_already_answered_says_how_it_ended(
     message_id, buttons = permission_message(telegram, telegram.topic_of(session))
     telegram.press(message_id, buttons["Deny"])
     assert json.loads(hook.output())["hookSpecificOutput"]["decision"]["behavior"] == "deny"
-    telegram.wait(lambda t: "denied by owner" in text_of(t, message_id), message="the outcome")
+    telegram.wait(lambda t: "denied by Owner" in text_of(t, message_id), message="the outcome")
     server.restart()
     query = telegram.press(message_id, buttons["Allow"])
     answer = telegram.wait(lambda t: next((a for a in t.do(lambda: list(t.fake.answered_callbacks))
                                            if a["callback_query_id"] == query), None), message="the answer")
-    assert "denied by owner" in answer["text"]
+    assert "denied by Owner" in answer["text"]

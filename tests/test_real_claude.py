@@ -103,7 +103,7 @@ def test_real_permission_dialog_is_approved_from_the_phone(server_factory, tmp_p
         assert not (server.workdir / "made-by-claude.txt").exists()
         telegram.press(message_id, buttons["Allow"])
         wait_for(lambda: (server.workdir / "made-by-claude.txt").exists(), 60, 0.2, "the command to run")
-        telegram.wait(lambda t: "allowed by owner" in text_of(t, message_id), message="the outcome")
+        telegram.wait(lambda t: "allowed by Owner" in text_of(t, message_id), message="the outcome")
         server.wait_state("real", "idle", 60)
     finally:
         telegram.close()

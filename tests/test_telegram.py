@@ -47,9 +47,47 @@ def test_text_in_a_topic_arrives_in_the_pane_and_is_acknowledged(telegram: Threa
     sent = telegram.say("please refactor <the> & things", thread)
     got = tg_server.wait_prompt(lambda p: "please refactor" in p)
     assert got == "[from owner via telegram (owner)] please refactor <the> & things"
-    telegram.wait(lambda t: any("delivered" in x for x in t.texts(thread)), message="the delivered ack")
-    acks = [m for m in telegram.messages(thread) if m.get("reply_to_message_id") == sent["message_id"]]
-    assert acks and "delivered" in acks[0]["text"]
+    # Acknowledged with a reaction on the person's own message, not with messages of its own.
+    telegram.wait(lambda t: t.do(lambda: t.fake.reactions.get((CHAT, sent["message_id"]))) == ["👍"],
+                  message="the 👍 reaction")
+    assert not [m for m in telegram.messages(thread) if m.get("reply_to_message_id") == sent["message_id"]]
+
+
+def test_a_turn_posts_its_answer_and_the_card_alone_says_idle(telegram: ThreadedTelegram,
+                                                             tg_server: Server) -> None:
+    session = spawn(tg_server, "eng", "build it sleep 0.5")
+    thread = telegram.topic_of(session)
+    telegram.wait(lambda t: any(x.startswith("🤖 ok:") and "build it" in x for x in t.texts(thread)),
+                  message="the answer")
+    tg_server.wait_state("eng", "idle")
+    card_id = telegram.wait(lambda t: (t.do(lambda: t.fake.pinned(CHAT, thread)) or [None])[0], message="the card")
+    telegram.wait(lambda t: "idle since" in (t.do(lambda: t.fake.message(CHAT, card_id)) or {}).get("text", ""),
+                  message="the card to say idle since …")
+    card = telegram.do(lambda: telegram.fake.message(CHAT, card_id))["text"]
+    assert "› ok: [from owner] build it" in card  # what it did last
+    posts = [x for x in telegram.texts(thread) if x and "since" not in x]
+    assert not [x for x in posts if "idle" in x or "busy" in x]  # state changes post nothing
+    refused = telegram.do(lambda: list(telegram.fake.rejected))
+    assert not [r for r in refused if "not modified" in r[3]]
+
+
+def test_a_final_answer_in_markdown_arrives_formatted(telegram: ThreadedTelegram, tg_server: Server) -> None:
+    import json
+    import subprocess
+    import sys
+
+    session = spawn(tg_server, "eng")
+    thread = telegram.topic_of(session)
+    answer = "Done. **Two** things:\n\n- fixed `parse()`\n- added a test\n\n```python\nprint(1 < 2)\n```\n"
+    env = {**tg_server.env, **tg_server.agent_env("eng")}
+    subprocess.run([str(Path(sys.executable).parent / "sm"), "hook", "Stop"], env=env, check=True,
+                   input=json.dumps({"hook_event_name": "Stop", "last_assistant_message": answer}).encode())
+    shown = telegram.wait(lambda t: next((m for m in t.messages(thread) if "Two" in (m["text"] or "")), None),
+                          message="the answer")
+    assert "• fixed parse()" in shown["text"] and "print(1 < 2)" in shown["text"]
+    kinds = {e["type"]: e for e in shown["entities"]}
+    assert {"bold", "code", "pre"} <= set(kinds)
+    assert kinds["pre"].get("language") == "python"
 
 
 def test_kill_asks_for_confirmation_then_kills(telegram: ThreadedTelegram, tg_server: Server) -> None:
@@ -225,7 +263,7 @@ def test_list_status_and_open_answer_where_asked(telegram: ThreadedTelegram, tg_
     button = listing["reply_markup"]["inline_keyboard"][0][0]
     assert button["url"].endswith(f"/{thread}")
     telegram.say("/status", thread)
-    telegram.wait(lambda t: sum("State: idle" in x for x in t.texts(thread)) >= 2, message="/status in the topic")
+    telegram.wait(lambda t: sum("idle since" in x for x in t.texts(thread)) >= 2, message="/status in the topic")
     commands = telegram.do(lambda: [c["command"] for c in telegram.fake.commands])
     assert {"new", "list", "status", "kill", "open", "help"} <= set(commands)
     telegram.say(f"/open {session['id']}")
@@ -266,3 +304,42 @@ def test_a_message_that_fails_reaches_the_phone(telegram: ThreadedTelegram, tg_s
     shown = telegram.wait(lambda t: next((x for x in t.texts(thread) if "not delivered" in x), None),
                           message="the failure in the topic")
     assert "eng" in shown and "agent exited" in shown and "doomed message" in shown
+
+
+def test_a_persons_message_that_fails_gets_a_thumbs_down_and_the_reason(telegram: ThreadedTelegram,
+                                                                       tg_server: Server) -> None:
+    session = tg_server.spawn_agent("eng", "working sleep 30", dir=str(tg_server.workdir))
+    thread = telegram.topic_of(session)
+    tg_server.wait_state("eng", "busy")
+    sent = telegram.say("are you there?", thread)
+    wait_for(lambda: tg_server.session("eng")["queued"] == 1, 15, message="the message to be queued")
+    tg_server.kill_agent_process("eng")
+    telegram.wait(lambda t: t.do(lambda: t.fake.reactions.get((CHAT, sent["message_id"]))) == ["👎"],
+                  message="the 👎 reaction")
+    reply = telegram.wait(lambda t: next((m for m in t.messages(thread)
+                                          if m.get("reply_to_message_id") == sent["message_id"]), None),
+                          message="the reply with the reason")
+    assert "not delivered" in reply["text"] and "agent exited" in reply["text"]
+
+
+def test_the_screen_button_and_slash_screen_send_a_picture_of_the_pane(telegram: ThreadedTelegram,
+                                                                        tg_server: Server) -> None:
+    import io
+
+    from PIL import Image
+
+    session = spawn(tg_server, "eng", "draw something")
+    tg_server.wait_turn_done("eng", "draw something")
+    thread = telegram.topic_of(session)
+    message_id, data = telegram.button(thread, "Screen")
+    telegram.press(message_id, data)
+    photo = telegram.wait(lambda t: next((m for m in t.messages(thread)
+                                          if t.do(lambda: t.fake.photo(CHAT, m["message_id"]))), None),
+                          message="the screenshot")
+    assert photo["caption"].startswith("eng · idle")
+    image = Image.open(io.BytesIO(telegram.do(lambda: telegram.fake.photo(CHAT, photo["message_id"]))))
+    assert image.width > image.height > 100  # a 200×50 pane, drawn
+    assert len(image.convert("L").getcolors(256) or []) > 2  # text on a background, not a blank
+    telegram.say("/screen", thread)
+    telegram.wait(lambda t: sum(1 for m in t.messages(thread) if t.do(lambda: t.fake.photo(CHAT, m["message_id"])))
+                  == 2, message="the second screenshot")

@@ -256,7 +256,8 @@ async def clear(c: Call) -> Any:
 
 
 async def output(c: Call) -> Any:
-    return m.Output(output=await c.engine.output(c.caller, c.ref, c.query.lines, c.query.transcript))
+    return m.Output(output=await c.engine.output(c.caller, c.ref, c.query.lines, c.query.transcript,
+                                                         c.query.raw))
 
 
 async def what(c: Call) -> Any:

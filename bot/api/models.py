@@ -101,6 +101,7 @@ class StatusQuery(Query):
 class OutputQuery(Query):
     lines: int = Field(40, ge=1, le=10_000)
     transcript: bool = Field(False, description="the last assistant messages instead of the screen")
+    raw: bool = Field(False, description="the screen as it is, input box and footer included")
 
 
 class UnlockQuery(Query):

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import shlex
+import time
 
 from aiogram.utils.i18n import gettext as _
 
 from bot.telegram.mirror import card_text
 from bot.telegram.render import STATE_ICONS, cut, esc, pre
+from bot.telegram.screenshot import render
 from core.engine import Engine
 from core.lifecycle import Caller
 from core.sessions import Session
@@ -23,6 +27,15 @@ async def output_html(engine: Engine, caller: Caller, session: Session) -> str:
         return pre(await engine.output(caller, session.id, 30))
     except Exception as exc:  # a pane gone mid-read: say so in the topic
         return "⚠️ " + esc(str(exc))
+
+
+async def screen_photo(engine: Engine, caller: Caller, session: Session) -> dict[str, str]:
+    """The pane drawn as a PNG (colours, bold, cursor), as an outbox "photo" payload."""
+    screen = await engine.screen(caller, session.id)
+    # Drawing takes a good part of a second on a big pane: not on the event loop.
+    shot = await asyncio.to_thread(render, screen.ansi, screen.cols, screen.rows, screen.cursor)
+    caption = f"{esc(session.name)} · {esc(session.state)} · {time.strftime('%H:%M:%S')}"
+    return {"png": base64.b64encode(shot.png).decode("ascii"), "caption": caption}
 
 
 async def what_html(engine: Engine, caller: Caller, session: Session) -> str:
@@ -55,6 +68,7 @@ def help_html() -> str:
         "/new [path] [prompt] — " + _("start a session"),
         "/list — " + _("sessions and their state"),
         "/status [id] — " + _("a session's status"),
+        "/screen [id] — " + _("a picture of the session's screen"),
         "/kill [id] — " + _("kill a session"),
         "/open [id] — " + _("how to attach from a terminal"),
     ])

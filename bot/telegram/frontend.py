@@ -42,6 +42,7 @@ COMMANDS = {
     "new": "Start a session: /new [path] [prompt]",
     "list": "Sessions and their state",
     "status": "A session's status",
+    "screen": "A picture of a session's screen",
     "kill": "Kill a session",
     "open": "How to attach from a terminal",
     "send": "Send files from the session's directory: /send <path or glob>",
@@ -68,7 +69,8 @@ class TelegramFrontEnd:
         self.bot.session.middleware(self.link)
         engine.report_link(self.caller, "telegram", self.link.state, "")
         self.i18n = make_i18n(settings.locale)
-        self.limiter = RateLimiter(settings.group_per_window, settings.rate_window)
+        self.limiter = RateLimiter(settings.group_per_window, settings.rate_window,
+                                   reserve=min(settings.actionable_reserve, settings.group_per_window - 1))
         self.background = Background()
         self.outbox: Outbox | None = None
         self.mirror: Mirror | None = None

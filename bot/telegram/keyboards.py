@@ -19,6 +19,7 @@ class Action(str, Enum):
 
     status = "status"
     output = "output"
+    screen = "screen"
     what = "what"
     attach = "attach"
     clear = "clear"
@@ -48,7 +49,7 @@ def card_keyboard(session_id: str, labels: dict[Action, str]) -> InlineKeyboardM
     builder = InlineKeyboardBuilder()
     for action in ACTIONS:
         builder.button(text=labels[action], callback_data=SessionAction(action=action, sid=session_id))
-    builder.adjust(4, 2)
+    builder.adjust(4, 3)
     return builder.as_markup()
 
 

@@ -60,3 +60,24 @@ CREATE TABLE permission_prompts (
     created_at  REAL NOT NULL
 );
 CREATE INDEX permission_prompts_open ON permission_prompts(outcome) WHERE outcome IS NULL;
+
+-- migration 3: priority lanes, chatter folded into cards, what each message shows
+
+-- The lane of each outbox item (bot/telegram/lanes.py): 0 actionable,
+-- 1 conversation, 2 chatter. A folded item (status 'folded') became its
+-- topic's card note instead of a message.
+ALTER TABLE outbox ADD COLUMN lane INTEGER NOT NULL DEFAULT 1;
+CREATE INDEX outbox_lanes ON outbox(chat_id, status, lane, id);
+
+-- The latest chatter folded into a topic's pinned card under pressure.
+ALTER TABLE topics ADD COLUMN note TEXT;
+
+-- What each message sm sent or edited last shows (a digest of its text and
+-- buttons), so that an edit to exactly that is never sent: Telegram refuses it
+-- ("message is not modified") and counts it against the budget all the same.
+CREATE TABLE shown (
+    chat_id     INTEGER NOT NULL,
+    message_id  INTEGER NOT NULL,
+    digest      TEXT NOT NULL,
+    PRIMARY KEY (chat_id, message_id)
+);

@@ -1,10 +1,13 @@
 """The mirror: engine events become messages in each session's forum topic.
 
 It subscribes to the engine's event bus and puts what a person should see
-into the outbox; it never calls Telegram itself. Into a session's topic go:
-every `sm send` to it (`engineer → architect (urgent): …`), the agent's final
-answer of each turn, idle / waiting / errored / dead transitions, spawn and
-kill, and a pinned status card that is edited as the state changes.
+into the outbox, each in its priority lane (bot/telegram/lanes.py); it never
+calls Telegram itself. Into a session's topic go: every `sm send` to it
+(`engineer → architect (urgent): …`), the agent's final answer of each turn
+(Markdown as Telegram HTML, the whole text as a .md file when long), what needs
+the person (prompts, dialogs, failures, errors, deaths, limits), and a pinned
+status card, a small dashboard, edited as the state changes: state changes
+post nothing else. A person's own message is acknowledged with a reaction on it.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from typing import Any
 
 from aiogram.utils.i18n import I18n
@@ -22,6 +26,8 @@ from bot.telegram.background import Background
 from bot.telegram.keyboards import (
     Action, Decision, card_keyboard, options_keyboard, permission_keyboard, resume_keyboard,
 )
+from bot.telegram.lanes import Lane
+from bot.telegram.markdown import head
 from bot.telegram.outbox import Outbox
 from bot.telegram.prompts import RESTARTED, PermissionPrompts, Prompt, outcome_text
 from bot.telegram.render import STATE_ICONS, cut, esc
@@ -33,12 +39,16 @@ from core.events import (
     PermissionResolved, SessionDead, SessionErrored, SessionRenamed, SessionResumed, SessionSpawned, StateChanged,
     TurnFinished,
 )
-from core.humanize import ago
 from core.lifecycle import Caller
 from core.state import ASKS, ReasonKind, State
 from core.sessions import Session
 
 log = logging.getLogger(__name__)
+
+# Telegram's reaction emoji (only its own list is accepted: no ⏳, no ✅).
+DELIVERED = "👍"
+NOT_DELIVERED = "👎"
+ANSWER_CHARS = 3900  # an answer's head in its message; the whole text goes as a .md file
 
 
 def describe_input(tool_input: Any) -> str:
@@ -65,20 +75,35 @@ def topic_name(session: Session) -> str:
 
 
 def button_labels() -> dict[Action, str]:
-    return {Action.status: _("Status"), Action.output: _("Output"), Action.what: _("What"),
+    return {Action.status: _("Status"), Action.output: _("Output"), Action.screen: _("Screen"), Action.what: _("What"),
             Action.attach: _("Attach"), Action.clear: _("Clear"), Action.kill: _("Kill")}
 
 
-def card_text(session: Session, queued: int = 0) -> str:
+def clock_time(when: float) -> str:
+    """A moment as the person's clock shows it: 14:02 today, else "3 May 14:02"."""
+    moment = time.localtime(when)
+    if time.strftime("%Y-%m-%d", moment) == time.strftime("%Y-%m-%d"):
+        return time.strftime("%H:%M", moment)
+    return time.strftime("%d %b %H:%M", moment).lstrip("0")
+
+
+def card_text(session: Session, queued: int = 0, doing: str = "") -> str:
+    """The pinned card: a small dashboard that stays true between edits (a clock time, not "5s ago")."""
     icon = STATE_ICONS.get(session.state, "")
     lines = [f"{icon} <b>{esc(session.name)}</b> <code>{session.id}</code> · {esc(session.provider)}",
-             _("State: {state}").format(state=esc(session.state))
-             + (f" — {esc(session.state_reason)}" if session.state_reason else ""),
-             _("Directory: {dir}").format(dir=f"<code>{esc(session.workdir)}</code>")]
+             _("{state} since {time}").format(state=f"<b>{esc(session.state)}</b>",
+                                              time=clock_time(session.state_since))
+             + (f" — {esc(session.state_reason)}" if session.state_reason else "")]
+    if doing:
+        lines.append("› " + esc(cut(doing, 200)[0]))
+    lines.append(_("Directory: {dir}").format(dir=f"<code>{esc(session.workdir)}</code>"))
     if queued:
         lines.append(_("Queued messages: {n}").format(n=queued))
-    lines.append(_("Since {ago} ago").format(ago=ago(session.state_since)))
     return "\n".join(lines)
+
+
+def first_line(text: str) -> str:
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")
 
 
 class Mirror:
@@ -95,8 +120,10 @@ class Mirror:
         self._background = background
         self._dialog_delay = dialog_delay
         self._task: asyncio.Task[None] | None = None
-        # Telegram inputs waiting for their "delivered" acknowledgement: message id -> ack item.
+        # A person's Telegram messages waiting for their reaction: queued message id -> Telegram message id.
         self.acks: dict[int, int] = {}
+        # What each session did last, for its card: the first line of its last answer.
+        self.doing: dict[str, str] = {}
 
     async def start(self) -> None:
         subscription = self._engine.subscribe(self._caller)
@@ -117,7 +144,8 @@ class Mirror:
                 if topic is None:
                     await self._new_topic(session)
                 elif topic.closed:
-                    await self._outbox.put(self.chat_id, "topic", {"action": "reopen"}, session.id)
+                    await self._outbox.put(self.chat_id, "topic", {"action": "reopen"}, session.id,
+                                           lane=Lane.CHATTER)
                     await self.card(session)
                 if session.state == State.LOST and self._engine.settings.resume_on_start == "ask":
                     await self._offer_resume(session, session.state_reason or "")
@@ -139,26 +167,30 @@ class Mirror:
             return None
 
     async def text(self, session_id: str | None, html: str, full_text: str | None = None,
-                   filename: str = "message.txt") -> int:
+                   filename: str = "message.txt", lane: Lane = Lane.CONVERSATION) -> int:
         """A message into a topic; with `full_text`, also the whole text as a file."""
-        item = await self._outbox.put(self.chat_id, "text", {"html": html}, session_id)
+        item = await self._outbox.put(self.chat_id, "text", {"html": html}, session_id, lane=lane)
         if full_text is not None:
             await self._outbox.put(self.chat_id, "document",
-                                   {"content": full_text, "filename": filename}, session_id)
+                                   {"content": full_text, "filename": filename}, session_id, lane=lane)
         return item
 
     async def card(self, session: Session) -> None:
         queued = (await self._engine.queue_counts(self._caller)).get(session.id, 0)
         await self._outbox.put(
             self.chat_id, "card",
-            {"html": card_text(session, queued),
+            {"html": card_text(session, queued, self.doing.get(session.id, "")),
              "reply_markup": card_keyboard(session.id, button_labels()).model_dump(exclude_none=True)},
-            session.id, coalesce=f"card:{session.id}",
+            session.id, coalesce=f"card:{session.id}", lane=Lane.CHATTER,
         )
+
+    async def _react(self, session: Session, telegram_message: int, emoji: str) -> None:
+        await self._outbox.put(self.chat_id, "reaction", {"message_id": telegram_message, "emoji": emoji},
+                               session.id, lane=Lane.CHATTER)
 
     async def _new_topic(self, session: Session) -> None:
         await self._topics.ensure(session.id, self.chat_id, topic_name(session))
-        await self._outbox.put(self.chat_id, "topic", {"action": "create"}, session.id)
+        await self._outbox.put(self.chat_id, "topic", {"action": "create"}, session.id, lane=Lane.CHATTER)
         await self.card(session)
 
     # Engine events this mirror shows, and those it leaves out on purpose: a test
@@ -184,30 +216,27 @@ class Mirror:
                 parent = await self._session(parent_id)
                 who = esc(parent.name) if parent else _("you")
                 await self.text(session.id, "🚀 " + _("Spawned by {who} in {dir}").format(
-                    who=who, dir=f"<code>{esc(session.workdir)}</code>"))
+                    who=who, dir=f"<code>{esc(session.workdir)}</code>"), lane=Lane.CHATTER)
             case SessionRenamed():
                 await self._outbox.put(self.chat_id, "topic", {"action": "rename", "name": topic_name(session)},
-                                       session.id)
+                                       session.id, lane=Lane.CHATTER)
                 await self.card(session)
             case MessageQueued():
                 await self._queued(session, event)
             case MessageDelivered(messages=ids):
                 for message_id in ids:
-                    ack = self.acks.pop(message_id, None)
-                    if ack is not None:
-                        await self._outbox.put(self.chat_id, "edit", {"item": ack, "html": "✅ " + _("delivered")},
-                                               session.id)
+                    telegram_message = self.acks.pop(message_id, None)
+                    if telegram_message is not None:
+                        await self._react(session, telegram_message, DELIVERED)
             case MessageFailed():
                 await self._failed(session, event)
             case TurnFinished(text=answer):
-                text, was_cut = cut(answer)
-                await self.text(session.id, "🤖 " + esc(text), answer if was_cut else None,
-                                f"{session.name}-answer.txt")
+                await self._answer(session, answer)
             case StateChanged():
                 await self._state_changed(session, event)
             case IdleReminder(idle_seconds=seconds):
                 minutes = max(1, round(seconds / 60))
-                await self.text(session.id, "💤 " + _("idle for {n} min").format(n=minutes))
+                await self.text(session.id, "💤 " + _("idle for {n} min").format(n=minutes), lane=Lane.CHATTER)
             case PermissionNeeded():
                 await self._permission(session, event)
             case PermissionResolved():
@@ -238,44 +267,53 @@ class Mirror:
             await self._outbox.put(self.chat_id, "files", payload, session.id if session else None)
             caption = ""  # once, under the first photo or album
 
+    async def _answer(self, session: Session, answer: str) -> None:
+        """The turn's final answer in full: Markdown as Telegram HTML; past one message,
+        the head here and the whole text as a .md file."""
+        self.doing[session.id] = first_line(answer)
+        html, was_cut = head(answer, ANSWER_CHARS)
+        await self.text(session.id, "🤖 " + html, answer if was_cut else None, f"{session.name}-answer.md")
+
     async def _state_changed(self, session: Session, event: StateChanged) -> None:
+        """The card shows every state; only what needs the person is also a message."""
         await self.card(session)
         reason = f": {esc(event.reason.text)}" if event.reason and event.reason.text else ""
         match event.state:
-            case State.IDLE if event.previous in (State.BUSY, State.WAITING):
-                await self.text(session.id, "💤 " + _("idle"))
             case State.WAITING if not (event.reason and event.reason.kind in ASKS):
                 # Permission prompts, questions and plans have a message of their own.
-                await self.text(session.id, "✋ " + _("waiting for an answer") + reason)
+                await self.text(session.id, "✋ " + _("waiting for an answer") + reason, lane=Lane.ACTIONABLE)
             case State.ERRORED:
-                await self.text(session.id, "⚠️ " + _("errored") + reason)
+                await self.text(session.id, "⚠️ " + _("errored") + reason, lane=Lane.ACTIONABLE)
             case State.LIMITED:
-                await self.text(session.id, "⏸ " + _("stopped by a usage limit") + reason)
+                await self.text(session.id, "⏸ " + _("hit a usage limit") + reason, lane=Lane.ACTIONABLE)
             case State.LOST:
                 await self._offer_resume(session, event.reason.text if event.reason else "")
             case State.DEAD:
-                await self.text(session.id, "💀 " + _("dead") + reason)
-                await self._outbox.put(self.chat_id, "topic", {"action": "close"}, session.id)
+                await self.text(session.id, "💀 " + _("dead") + reason, lane=Lane.ACTIONABLE)
+                await self._outbox.put(self.chat_id, "topic", {"action": "close"}, session.id, lane=Lane.CHATTER)
 
     async def _offer_resume(self, session: Session, reason: str) -> None:
         """A lost session's topic says so, with a Resume button (sm resume from the phone)."""
         await self._outbox.put(self.chat_id, "text", {
             "html": "🔌 " + _("lost: {reason}; its queued messages wait for a resume").format(reason=esc(reason)),
             "reply_markup": resume_keyboard(session.id, _("Resume")).model_dump(exclude_none=True),
-        }, session.id)
+        }, session.id, lane=Lane.ACTIONABLE)
 
     async def _failed(self, session: Session, event: MessageFailed) -> None:
-        """A message that could not be delivered: the person must know, whoever sent it."""
-        ack = self.acks.pop(event.message, None)
-        snippet, _was_cut = cut(event.text, 300)
+        """A message that could not be delivered: the person must know, whoever sent it.
+        Their own message gets 👎 and a reply with the reason; another's is quoted."""
+        telegram_message = self.acks.pop(event.message, None)
         html = "❗ " + _("not delivered to {name}: {error}").format(
             name=f"<b>{esc(session.name)}</b>", error=esc(event.error))
+        if telegram_message is not None:
+            await self._react(session, telegram_message, NOT_DELIVERED)
+            await self._outbox.put(self.chat_id, "text", {"html": html, "reply_to": telegram_message},
+                                   session.id, lane=Lane.ACTIONABLE)
+            return
+        snippet, _was_cut = cut(event.text, 300)
         if snippet:
             html += f"\n<blockquote>{esc(snippet)}</blockquote>"
-        if ack is not None:
-            await self._outbox.put(self.chat_id, "edit", {"item": ack, "html": html}, session.id)
-        else:
-            await self.text(session.id, html)
+        await self.text(session.id, html, lane=Lane.ACTIONABLE)
 
     async def _resolved(self, session: Session, event: PermissionResolved) -> None:
         prompt = await self._prompts.close(event.request, event.outcome, event.by)
@@ -291,7 +329,7 @@ class Mirror:
             item = await self._outbox.put(self.chat_id, "text", {
                 "html": "✋ " + _("{tool} needs permission").format(tool=f"<b>{tool}</b>") + body,
                 "reply_markup": permission_keyboard(event.request, labels).model_dump(exclude_none=True),
-            }, session.id)
+            }, session.id, lane=Lane.ACTIONABLE)
             await self._prompts.add(event.request, self.chat_id, session.id, item, event.tool)
             return
         options = event.options
@@ -305,7 +343,8 @@ class Mirror:
     async def _prompt_ended(self, prompt: Prompt, outcome: str) -> None:
         """The prompt's message says how it ended, and loses its buttons."""
         await self._outbox.put(prompt.chat_id, "edit", {
-            "item": prompt.item_id, "html": "✋ <b>" + esc(prompt.tool) + "</b>: " + outcome}, prompt.session_id)
+            "item": prompt.item_id, "html": "✋ <b>" + esc(prompt.tool) + "</b>: " + outcome}, prompt.session_id,
+            lane=Lane.CONVERSATION)
 
     async def _expire_prompts_of_before(self) -> None:
         """Prompts left open by an earlier sm-bot: their hooks are gone, so they ended unanswered."""
@@ -327,11 +366,12 @@ class Mirror:
         payload: dict[str, Any] = {"html": "❓ " + title + body}
         if options:
             payload["reply_markup"] = options_keyboard(session.id, options).model_dump(exclude_none=True)
-        await self._outbox.put(self.chat_id, "text", payload, session.id)
+        await self._outbox.put(self.chat_id, "text", payload, session.id, lane=Lane.ACTIONABLE)
 
     async def _queued(self, target: Session, event: MessageQueued) -> None:
         if event.kind == "clear":
-            await self.text(target.id, "🧹 " + _("clear queued by {who}").format(who=esc(event.sender_label)))
+            await self.text(target.id, "🧹 " + _("clear queued by {who}").format(who=esc(event.sender_label)),
+                            lane=Lane.CHATTER)
             return
         if event.origin == "telegram":
             return  # the person's own input: acknowledged where they typed it

@@ -1,8 +1,13 @@
 """The one way out to Telegram: a durable, rate-limited, coalescing outbox.
 
-Everything the bot sends is first a row in `outbox`. One worker per chat
-sends the rows in order:
+Everything the bot sends is first a row in `outbox`, in one of three
+priority lanes (bot/telegram/lanes.py). One worker per chat sends the most
+urgent lane first, each topic's items of a lane in order:
 
+* a share of the group's budget is kept for the actionable lane; under
+  pressure, chatter texts fold into their topic's pinned card (its note)
+  instead of being posted, and the card is edited once;
+* an edit to exactly what a message already shows is never sent;
 * consecutive texts for one topic go out as one message (up to 4096
   characters); a status card edit replaces any older pending edit of that card
   (the latest edit wins);
@@ -17,6 +22,8 @@ sends the rows in order:
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import json
 import logging
 import time
@@ -33,20 +40,34 @@ from aiogram.exceptions import (
     TelegramServerError,
     TelegramUnauthorizedError,
 )
-from aiogram.types import BufferedInputFile, InlineKeyboardMarkup
+from aiogram.types import BufferedInputFile, InlineKeyboardMarkup, InputMediaPhoto, ReactionTypeEmoji
 
 from bot.telegram import files
+from bot.telegram.lanes import JOINER, TEXT_LIMIT, Lane, next_batch, to_fold, uses_reserve
 from bot.telegram.ratelimit import RateLimiter
-from bot.telegram.render import esc
+from bot.telegram.render import cut, esc, plain
 from bot.telegram.topics import Topics
 from core.store import Store
 
 log = logging.getLogger(__name__)
 
-TEXT_LIMIT = 4000  # Telegram's 4096, less room for a session label
 NO_TOPIC = 0  # topics.thread_id of a session mirrored into a chat without topics
-JOINER = "\n\n"
 MAX_BACKOFF = 10.0
+# Chatter folds into the card when its lane would wait longer than this for room.
+FOLD_AFTER = 1.0
+NOTE_CHARS = 300
+__all__ = ["Item", "Outbox", "TEXT_LIMIT", "Lane"]
+
+
+def digest(html: str, markup: dict[str, Any] | None) -> str:
+    """What a message shows, as Telegram compares it for "message is not modified"."""
+    raw = json.dumps([html, markup or None], sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(raw.encode()).hexdigest()[:32]
+
+
+def card_html(html: str, note: str | None) -> str:
+    """The card as sent: the mirror's text, and the latest chatter folded into it."""
+    return f"{html}\n🗒 {note}" if note else html
 
 
 @dataclass
@@ -57,6 +78,7 @@ class Item:
     kind: str
     coalesce: str | None
     payload: dict[str, Any]
+    lane: int = Lane.CONVERSATION
 
 
 class Outbox:
@@ -84,16 +106,17 @@ class Outbox:
     # -- putting things in ------------------------------------------------------------
 
     async def put(self, chat_id: int, kind: str, payload: dict[str, Any],
-                  session_id: str | None = None, coalesce: str | None = None) -> int:
+                  session_id: str | None = None, coalesce: str | None = None,
+                  lane: Lane = Lane.CONVERSATION) -> int:
         if coalesce:
             await self._store.execute(
                 "DELETE FROM outbox WHERE chat_id = ? AND coalesce = ? AND status = 'pending'",
                 (chat_id, coalesce),
             )
         item_id = await self._store.execute(
-            "INSERT INTO outbox (chat_id, session_id, kind, coalesce, payload, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (chat_id, session_id, kind, coalesce, json.dumps(payload), self._clock()),
+            "INSERT INTO outbox (chat_id, session_id, kind, coalesce, payload, created_at, lane)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (chat_id, session_id, kind, coalesce, json.dumps(payload), self._clock(), int(lane)),
         )
         self._wake(chat_id)
         return item_id
@@ -126,11 +149,11 @@ class Outbox:
 
     async def _pending(self, chat_id: int) -> list[Item]:
         rows = await self._store.fetchall(
-            "SELECT id, chat_id, session_id, kind, coalesce, payload FROM outbox"
-            " WHERE chat_id = ? AND status = 'pending' ORDER BY id LIMIT 500",
+            "SELECT id, chat_id, session_id, kind, coalesce, payload, lane FROM outbox"
+            " WHERE chat_id = ? AND status = 'pending' ORDER BY lane, id LIMIT 500",
             (chat_id,),
         )
-        return [Item(r[0], r[1], r[2], r[3], r[4], json.loads(r[5])) for r in rows]
+        return [Item(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6]) for r in rows]
 
     async def _run(self, chat_id: int) -> None:
         wake = self._wakes[chat_id]
@@ -141,8 +164,20 @@ class Outbox:
             if not items:
                 await wake.wait()
                 continue
+            folded = to_fold(items, self._limiter.delay(chat_id, Lane.CHATTER) > FOLD_AFTER)
+            if folded:
+                await self._fold(folded)
+                continue
             batch = self._next_batch(items)
-            await self._limiter.acquire(chat_id)
+            lane = batch[0].lane
+            if await self._unchanged(batch):
+                continue
+            room_in = self._limiter.delay(chat_id, lane)
+            if room_in > 0 and not uses_reserve(lane):
+                # Wait for room, but wake for anything more urgent put meanwhile.
+                await self._wait(wake, room_in)
+                continue
+            await self._limiter.acquire(chat_id, lane)
             try:
                 message_id = await self._send(batch)
             except TelegramRetryAfter as exc:
@@ -185,22 +220,77 @@ class Outbox:
 
     @staticmethod
     def _next_batch(items: list[Item]) -> list[Item]:
-        """The first pending item, with the texts for the same topic that can ride along."""
-        first = items[0]
-        if first.kind != "text" or first.payload.get("reply_markup") or first.payload.get("reply_to"):
-            return [first]
-        batch, size = [first], len(first.payload["html"])
-        for item in items[1:]:
-            if item.session_id != first.session_id or (
-                    first.session_id is None and item.payload.get("thread_id") != first.payload.get("thread_id")):
-                continue  # other topics keep their own order; skipping them is safe
-            if item.kind != "text" or item.payload.get("reply_markup") or item.payload.get("reply_to"):
-                break  # never overtake a non-text item of the same topic
-            size += len(JOINER) + len(item.payload["html"])
-            if size > TEXT_LIMIT:
-                break
-            batch.append(item)
-        return batch
+        """The most urgent lane's first item, with the texts of its topic that can ride along."""
+        return next_batch(items)
+
+    async def _wait(self, wake: asyncio.Event, seconds: float) -> None:
+        sleeper = asyncio.ensure_future(self._sleep(seconds))
+        waker = asyncio.ensure_future(wake.wait())
+        try:
+            await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (sleeper, waker):
+                task.cancel()
+            await asyncio.gather(sleeper, waker, return_exceptions=True)
+
+    async def _fold(self, items: list[Item]) -> None:
+        """Chatter under pressure: each topic's latest becomes its card's note; the card is edited once."""
+        latest: dict[str, Item] = {}
+        now = self._clock()
+        async with self._store.transaction() as tx:
+            for item in items:
+                latest[item.session_id or ""] = item
+                await tx.execute("UPDATE outbox SET status = 'folded', sent_at = ? WHERE id = ?", (now, item.id))
+        for session_id, item in latest.items():
+            note = item.payload["html"]
+            if len(note) > 2 * NOTE_CHARS:
+                note = esc(cut(plain(note), NOTE_CHARS)[0])
+            await self._topics.update(session_id, note=note)
+            await self._recard(item.chat_id, session_id)
+
+    async def _recard(self, chat_id: int, session_id: str) -> None:
+        """Edit the topic's card again (its latest text, with the new note), unless an edit is pending."""
+        if await self._store.fetchone(
+                "SELECT 1 FROM outbox WHERE chat_id = ? AND session_id = ? AND kind = 'card'"
+                " AND status = 'pending'", (chat_id, session_id)):
+            return
+        row = await self._store.fetchone(
+            "SELECT payload FROM outbox WHERE chat_id = ? AND session_id = ? AND kind = 'card'"
+            " ORDER BY id DESC LIMIT 1", (chat_id, session_id))
+        if row is not None:
+            payload = json.loads(row[0])
+            payload.pop("message_id", None)
+            await self.put(chat_id, "card", payload, session_id, coalesce=f"card:{session_id}", lane=Lane.CHATTER)
+
+    async def _edit_target(self, item: Item) -> tuple[int | None, str]:
+        """The message an edit item changes, and what it would show after it."""
+        markup = item.payload.get("reply_markup")
+        if item.kind == "card":
+            topic = await self._topics.get(item.session_id or "")
+            if topic is None or not topic.card_message_id:
+                return None, ""
+            return topic.card_message_id, digest(card_html(item.payload["html"], topic.note), markup)
+        if item.kind == "edit":
+            target = item.payload.get("message_id") or await self.message_id_of(item.payload["item"])
+            return target, digest(item.payload["html"], markup)
+        return None, ""
+
+    async def _unchanged(self, batch: list[Item]) -> bool:
+        """An edit to exactly what the message shows: done, without a call."""
+        target, shows = await self._edit_target(batch[0])
+        if target is None:
+            return False
+        row = await self._store.fetchone("SELECT digest FROM shown WHERE chat_id = ? AND message_id = ?",
+                                         (batch[0].chat_id, target))
+        if row is None or row[0] != shows:
+            return False
+        await self._finish(batch, target)
+        return True
+
+    async def _shows(self, chat_id: int, message_id: int, html: str, markup: dict[str, Any] | None) -> None:
+        await self._store.execute(
+            "INSERT OR REPLACE INTO shown (chat_id, message_id, digest) VALUES (?, ?, ?)",
+            (chat_id, message_id, digest(html, markup)))
 
     async def _note_attempt(self, batch: list[Item], error: str) -> None:
         async with self._store.transaction() as tx:
@@ -239,7 +329,7 @@ class Outbox:
         if item.session_id and "topic_closed" in text:
             topic = await self._topics.get(item.session_id)
             if topic and topic.thread_id:
-                await self._limiter.acquire(item.chat_id)
+                await self._limiter.acquire(item.chat_id, item.lane)
                 await self._bot.reopen_forum_topic(item.chat_id, topic.thread_id)
                 await self._topics.update(item.session_id, closed=0)
                 return True
@@ -294,6 +384,7 @@ class Outbox:
                 reply_markup=markup, reply_to_message_id=reply_to,
                 allow_sending_without_reply=True if reply_to else None,
             )
+            await self._shows(item.chat_id, sent.message_id, html, payload.get("reply_markup"))
             return sent.message_id
         if item.kind == "edit":
             target = payload.get("message_id") or await self.message_id_of(payload["item"])
@@ -302,6 +393,7 @@ class Outbox:
             payload["message_id"] = target
             await self._bot.edit_message_text(payload["html"], chat_id=item.chat_id, message_id=target,
                                               reply_markup=markup)
+            await self._shows(item.chat_id, target, payload["html"], payload.get("reply_markup"))
             return target
         if item.kind == "document":
             sent_doc = await self._bot.send_document(
@@ -314,21 +406,38 @@ class Outbox:
             return await self._card(item, thread, markup)
         if item.kind == "files":
             return await files.send(self._bot, item.chat_id, thread, payload)
+        if item.kind == "reaction":
+            await self._bot.set_message_reaction(item.chat_id, payload["message_id"],
+                                                 reaction=[ReactionTypeEmoji(emoji=payload["emoji"])])
+            return payload["message_id"]
+        if item.kind == "photo":
+            photo = BufferedInputFile(base64.b64decode(payload["png"]), filename="screen.png")
+            if payload.get("message_id"):
+                await self._bot.edit_message_media(
+                    InputMediaPhoto(media=photo, caption=payload.get("caption")),
+                    chat_id=item.chat_id, message_id=payload["message_id"], reply_markup=markup)
+                return int(payload["message_id"])
+            sent_photo = await self._bot.send_photo(item.chat_id, photo, caption=payload.get("caption"),
+                                                    message_thread_id=thread, reply_markup=markup)
+            return sent_photo.message_id
         raise ValueError(f"unknown outbox kind {item.kind}")
 
     async def _card(self, item: Item, thread: int | None, markup: InlineKeyboardMarkup | None) -> int:
         topic = await self._topics.get(item.session_id or "")
-        html = item.payload["html"]
+        html = card_html(item.payload["html"], topic.note if topic else None)
+        shown_markup = item.payload.get("reply_markup")
         if topic and topic.card_message_id:
             item.payload["message_id"] = topic.card_message_id
             await self._bot.edit_message_text(html, chat_id=item.chat_id,
                                               message_id=topic.card_message_id, reply_markup=markup)
+            await self._shows(item.chat_id, topic.card_message_id, html, shown_markup)
             return topic.card_message_id
         sent = await self._bot.send_message(item.chat_id, html, message_thread_id=thread,
                                             reply_markup=markup)
+        await self._shows(item.chat_id, sent.message_id, html, shown_markup)
         if item.session_id:
             await self._topics.update(item.session_id, card_message_id=sent.message_id)
-        await self._limiter.acquire(item.chat_id)
+        await self._limiter.acquire(item.chat_id, item.lane)
         try:
             await self._bot.pin_chat_message(item.chat_id, sent.message_id, disable_notification=True)
         except TelegramBadRequest as exc:

@@ -1,7 +1,8 @@
 """Telegram's sending limits, kept on our side so that 429s are the exception.
 
 * a group: `group_per_window` sends per `window` seconds (20 a minute), all of
-  its topics together, edits and topic changes included;
+  its topics together, edits and topic changes included; `reserve` of them are
+  kept for the actionable lane (bot/telegram/lanes.py), which the others never use;
 * a private chat: one a second;
 * the whole bot: 30 a second.
 """
@@ -13,6 +14,8 @@ import time
 from collections import deque
 from typing import Awaitable, Callable
 
+from bot.telegram.lanes import Lane, room, uses_reserve
+
 
 class RateLimiter:
     def __init__(
@@ -21,6 +24,7 @@ class RateLimiter:
         window: float = 60.0,
         private_interval: float = 1.0,
         global_per_second: int = 30,
+        reserve: int = 0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
@@ -28,35 +32,42 @@ class RateLimiter:
         self.window = window
         self.private_interval = private_interval
         self.global_per_second = global_per_second
+        self.reserve = reserve
         self._clock = clock
         self._sleep = sleep
         self._chats: dict[int, deque[float]] = {}
         self._global: deque[float] = deque()
         self._lock = asyncio.Lock()
 
-    def _delay(self, chat_id: int, now: float) -> float:
+    def _delay(self, chat_id: int, now: float, lane: int) -> float:
         sent = self._chats.setdefault(chat_id, deque())
         if chat_id < 0:
-            limit, window = self.group_per_window, self.window
+            limit, window, reserve = self.group_per_window, self.window, self.reserve
         else:
-            limit, window = 1, self.private_interval
+            limit, window, reserve = 1, self.private_interval, 0
         while sent and now - sent[0] >= window:
             sent.popleft()
         while self._global and now - self._global[0] >= 1.0:
             self._global.popleft()
         delay = 0.0
-        if len(sent) >= limit:
-            delay = max(delay, sent[0] + window - now)
+        if not room(len(sent), limit, reserve, lane):
+            # Free once enough of the oldest sends have left the window.
+            allowed = limit if uses_reserve(lane) else max(1, limit - reserve)
+            delay = max(delay, sent[len(sent) - allowed] + window - now)
         if len(self._global) >= self.global_per_second:
             delay = max(delay, self._global[0] + 1.0 - now)
         return delay
 
-    async def acquire(self, chat_id: int) -> None:
-        """Wait for a free slot for `chat_id`, then take it."""
+    def delay(self, chat_id: int, lane: int = Lane.ACTIONABLE) -> float:
+        """How long until `lane` has a free slot in `chat_id` (0: now); takes nothing."""
+        return self._delay(chat_id, self._clock(), lane)
+
+    async def acquire(self, chat_id: int, lane: int = Lane.ACTIONABLE) -> None:
+        """Wait for a free slot of `lane` for `chat_id`, then take it."""
         while True:
             async with self._lock:
                 now = self._clock()
-                delay = self._delay(chat_id, now)
+                delay = self._delay(chat_id, now, lane)
                 if delay <= 0:
                     self._chats[chat_id].append(now)
                     self._global.append(now)

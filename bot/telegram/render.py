@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import html
+import re
+
+_TAG = re.compile(r"<[^>]*>")
 
 # A mirrored text longer than this is cut with "…" and sent whole as a .txt file.
 PREVIEW_CHARS = 1500
@@ -26,3 +29,8 @@ def pre(text: str, limit: int = 3500) -> str:
     if len(text) > limit:
         text = "…" + text[-(limit - 1):]
     return f"<pre>{esc(text)}</pre>"
+
+
+def plain(markup: str) -> str:
+    """The text of Telegram HTML, without its tags."""
+    return html.unescape(_TAG.sub("", markup))

@@ -7,12 +7,14 @@ from typing import Any
 
 from aiogram.types import InlineKeyboardMarkup, Message
 
+from bot.telegram.actions import screen_photo
 from bot.telegram.background import Background
 from bot.telegram.confirmations import Confirmations
 from bot.telegram.files import FileDoor
 from bot.telegram.mirror import Mirror
 from bot.telegram.outbox import Outbox
 from bot.telegram.prompts import PermissionPrompts
+from bot.telegram.render import esc
 from bot.telegram.settings import TelegramSettings
 from bot.telegram.topics import Topics
 from core.engine import Engine
@@ -76,6 +78,15 @@ class BotServices:
         if markup is not None:
             payload["reply_markup"] = markup.model_dump(exclude_none=True)
         return await self.outbox.put(chat_id, "text", payload, session.id)
+
+    async def screen(self, chat_id: int, session: Session, caller: Caller) -> None:
+        """A picture of the session's screen into its topic; a line saying why not, if it has none."""
+        try:
+            payload = await screen_photo(self.engine, caller, session)
+        except SmError as exc:
+            await self.post(chat_id, session, "⚠️ " + esc(str(exc)))
+            return
+        await self.outbox.put(chat_id, "photo", payload, session.id)
 
     def topic_link(self, chat_id: int, thread_id: int) -> str | None:
         text = str(chat_id)

@@ -57,6 +57,10 @@ class TelegramSettings(SmSettings):
     # Telegram's group limit: this many sends per window (seconds), all topics together.
     group_per_window: int = 20
     rate_window: float = 60.0
+    # Of those, this many are kept for what needs you (prompts, questions, failures,
+    # deaths): conversation and chatter never use them.
+    actionable_reserve: int = 5
+
     # Telegram unreachable: retry getMe and polling with backoff up to this many seconds.
     retry_max: float = 60.0
     # A token Telegram refuses (401): ask again this often (seconds), in case it is fixed.

@@ -15,6 +15,7 @@ class Topic:
     name: str
     card_message_id: int | None
     closed: int
+    note: str | None = None  # the latest chatter folded into the card (bot/telegram/lanes.py)
 
 
 class Topics:

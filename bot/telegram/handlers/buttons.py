@@ -106,6 +106,16 @@ async def output(query: CallbackQuery, callback_data: SessionAction, tg: BotServ
         await tg.post(_chat(query, tg), session, await actions.output_html(tg.engine, caller, session))
 
 
+@router.callback_query(SessionAction.filter(F.action == Action.screen))
+async def screen(query: CallbackQuery, callback_data: SessionAction, tg: BotServices, caller: Caller) -> None:
+    """A picture of the pane: drawn off the event loop, sent through the outbox."""
+    session = await _session(query, callback_data, tg, caller)
+    if session is None:
+        return
+    await query.answer()
+    tg.background.start(tg.screen(_chat(query, tg), session, caller), f"screen of {session.id}")
+
+
 @router.callback_query(SessionAction.filter(F.action == Action.attach))
 async def attach(query: CallbackQuery, callback_data: SessionAction, tg: BotServices, caller: Caller) -> None:
     session = await _session(query, callback_data, tg, caller)
@@ -146,7 +156,7 @@ async def what(query: CallbackQuery, callback_data: SessionAction, tg: BotServic
 @router.callback_query(PermissionDecision.filter())
 async def permission(query: CallbackQuery, callback_data: PermissionDecision, tg: BotServices,
                      caller: Caller) -> None:
-    by = person(query.from_user)
+    by = query.from_user.full_name or person(query.from_user)  # "allowed by Ann"
     try:
         tg.engine.decide_permission(caller, callback_data.rid, callback_data.d.value, by)
     except SmError:

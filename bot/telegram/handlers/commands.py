@@ -1,4 +1,4 @@
-"""Slash commands: /new, /list, /status, /kill, /open, /help."""
+"""Slash commands: /new, /list, /status, /screen, /kill, /open, /help."""
 
 from __future__ import annotations
 
@@ -94,6 +94,13 @@ async def status(message: Message, command: CommandObject, tg: BotServices, call
     session = await target(message, command, tg, caller)
     if session:
         await tg.reply(message, await actions.status_html(tg.engine, caller, session))
+
+
+@router.message(Command("screen"))
+async def screen(message: Message, command: CommandObject, tg: BotServices, caller: Caller) -> None:
+    session = await target(message, command, tg, caller)
+    if session:
+        tg.background.start(tg.screen(message.chat.id, session, caller), f"screen of {session.id}")
 
 
 @router.message(Command("kill"))

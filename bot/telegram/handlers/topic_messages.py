@@ -5,7 +5,6 @@ from __future__ import annotations
 from aiogram import F, Router
 from aiogram.filters import Command, CommandObject
 from aiogram.types import Message
-from aiogram.utils.i18n import gettext as _
 
 from bot.telegram.render import esc
 from bot.telegram.services import BotServices
@@ -42,9 +41,9 @@ async def send(message: Message, tg: BotServices, caller: Caller, text: str, mod
     except SmError as exc:
         await tg.reply(message, "⚠️ " + esc(str(exc)), reply_to=True)
         return
-    label = _("queued") if mode == "sequential" else _("queued ({mode})").format(mode=mode)
-    ack = await tg.reply(message, "⏳ " + label, reply_to=True)
-    tg.mirror.acks[queued.id] = ack
+    # Acknowledged with a reaction on the message itself when it goes in (👍), or
+    # 👎 and a reply with the reason if it cannot: no extra messages.
+    tg.mirror.acks[queued.id] = message.message_id
 
 
 @router.message(Command("urgent"))
