@@ -11,7 +11,7 @@ import sys
 from typing import NoReturn
 
 from cli.client import ApiError, Client, ServerDown
-from core.humanize import ago
+from core.humanize import ago, cost_cell
 
 START_HINT = "sm: the sm server is not running; start it with: sm-bot"
 
@@ -45,11 +45,12 @@ def state_text(s: dict) -> str:
 def table(sessions: list) -> str:
     if not sessions:
         return "(no sessions)"
-    lines = [f"{'ID':<7} {'NAME':<20} {'PROVIDER':<8} {'AGE':>6} {'QUEUED':>6}  STATE"]
+    lines = [f"{'ID':<7} {'NAME':<20} {'PROVIDER':<8} {'AGE':>6} {'QUEUED':>6} {'COST':>9}  STATE"]
     for s in sessions:
         lines.append(
             f"{s['id']:<7} {s['name'][:20]:<20} {s['provider']:<8} {ago(s['created_at']):>6} "
-            f"{s.get('queued', ''):>6}  {state_text(s)}"
+            f"{s.get('queued', ''):>6} {cost_cell(s.get('usage')):>9}  {state_text(s)}"
+            + (f"  [{s['branch']}]" if s.get("worktree") else "")
         )
     return "\n".join(lines)
 
@@ -64,11 +65,23 @@ def status_text(out: dict) -> str:
             who = lock["holder_name"] or lock["holder"]
             kind = "auto" if lock["auto"] else "manual"
             lines.append(f"  {lock['workspace']}: {who} ({lock['holder']}), {ago(lock['since'])}, {kind}: {lock['reason']}")
+    if out.get("worktrees"):
+        lines.append("\nworktrees kept (their sessions ended):")
+        for w in out["worktrees"]:
+            lines.append(f"  {w['path']} [{w['branch']}]: {worktree_state(w)}\n    remove: {w['remove']}")
     if out.get("undelivered"):
         lines.append("\nundelivered:")
         for m in out["undelivered"]:
             lines.append(f"  #{m['id']} to {m['target']} from {m['from']} [{m['status']}]: {m['error']}")
     return "\n".join(lines)
+
+
+def worktree_state(w: dict) -> str:
+    parts = ["dirty" if w.get("dirty") else "clean"]
+    if w.get("ahead") is not None:
+        parts.append(f"{w['ahead']} ahead, {w['behind']} behind {w['base']}")
+    parts.append("merged" if w.get("merged") else "not merged")
+    return ", ".join(parts)
 
 
 def status(as_json: bool) -> None:

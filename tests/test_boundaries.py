@@ -166,6 +166,7 @@ def test_the_engines_surface_is_the_contract_the_doors_are_written_against() -> 
         "subscribe", "health", "live_count", "spawn", "kill", "rename", "children", "others",
         "status", "wait", "clear", "lock", "unlock", "lock_list", "auto_lock", "hook", "drain_spool",
         "open", "start", "stop", "settings", "owner_token", "door_store", "caller_for_peer", "request_shutdown", "shutdown_requested",
+        "describe", "worktrees", "prune_worktrees", "usage", "cost",
     }
     assert engine_surface() == contract
 

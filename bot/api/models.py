@@ -64,6 +64,8 @@ class SpawnBody(Request):
     dir: Line | None = Field(None, description="working directory; default: the caller's")
     wait: Seconds | None = Field(None, description="wake the calling agent when the new one is idle, "
                                                    "or after this many seconds (at most a week)")
+    worktree: Line | None = Field(None, description="start it in a new git worktree of the directory's "
+                                                     "repository, on this branch (\"\": sm/<name>); null: no worktree")
 
 
 class RenameBody(Request):
@@ -101,6 +103,13 @@ class UnlockQuery(Query):
     workspace: Line | None = Field(None, description="owner only: release this workspace's lock")
 
 
+class CostQuery(Query):
+    session: Line | None = Field(None, description="the swarm of this session (it and its descendants); "
+                                                   "default: the caller's own (the owner's: every session)")
+    since: float | None = Field(None, gt=0, le=366 * 24 * 3600, allow_inf_nan=False,
+                                description="count only model calls of the last this many seconds")
+
+
 class HookPayload(BaseModel):
     """What Claude Code sends a hook on stdin, passed on as it is."""
 
@@ -126,6 +135,16 @@ class Stopping(Reply):
     pid: int
 
 
+class Usage(Reply):
+    reported: bool = Field(description="false: the provider records no usage sm can read")
+    input: int
+    output: int
+    cache_read: int
+    cache_write: int
+    cost: float | None = Field(description="USD; null when a model's price is unknown (tokens only)")
+    models: list[str]
+
+
 class SessionOut(Reply):
     id: str
     name: str
@@ -142,6 +161,9 @@ class SessionOut(Reply):
     idle_reminded: int
     created_at: float
     last_activity: float
+    usage: Usage | None = Field(None, description="tokens and cost so far (in lists and status)")
+    worktree: str | None = Field(None, description="the git worktree sm made for it, while it exists")
+    branch: str | None = Field(None, description="the branch of that worktree")
 
 
 class SessionDetail(SessionOut):
@@ -175,11 +197,48 @@ class LockOut(Reply):
     since: float
 
 
+class WorktreeOut(Reply):
+    session: str
+    name: str | None = Field(description="its session's name while that lives")
+    live: bool = Field(description="its session still runs in it")
+    repo: str
+    path: str
+    branch: str
+    base: str = Field(description="the branch (or commit) it came from")
+    exists: bool
+    dirty: bool | None = Field(description="uncommitted changes or untracked files (ignored files don't count)")
+    ahead: int | None
+    behind: int | None
+    merged: bool | None = Field(description="its branch is merged into its base")
+    remove: str = Field(description="the command that removes it, changes and all")
+
+
 class Status(Reply):
     you: SessionOut | Owner
     sessions: list[QueuedSession]
     undelivered: list[Undelivered]
     locks: list[LockOut]
+    worktrees: list[WorktreeOut] = Field([], description="worktrees kept after their session ended")
+
+
+class CostRow(Reply):
+    id: str
+    name: str
+    provider: str
+    state: str
+    parent_id: str | None
+    usage: Usage
+
+
+class Cost(Reply):
+    root: str | None = Field(description="the session whose swarm this is; null: every session")
+    since: float | None
+    sessions: list[CostRow]
+    total: Usage
+
+
+class Pruned(Reply):
+    removed: list[WorktreeOut]
 
 
 class Queued(Reply):
