@@ -174,7 +174,7 @@ def test_an_existing_branch_not_checked_out_is_used(server: Server) -> None:
     assert git(Path(child["workdir"]), "rev-parse", "--abbrev-ref", "HEAD").strip() == "sm/again"
 
 
-def test_an_existing_worktree_folder_and_a_root_inside_the_repo(server_factory) -> None:
+def test_an_existing_worktree_folder_is_used_and_a_taken_path_refused(server_factory) -> None:
     server = server_factory()
     repo = make_repo(server.workdir / "repo")
     old = server.workdir / ".sm-worktrees" / "repo" / "someone-elses"
@@ -186,9 +186,15 @@ def test_an_existing_worktree_folder_and_a_root_inside_the_repo(server_factory) 
     server.ok("kill", "one")
     wait_for(lambda: server.json("status")["worktrees"], 15, message="kept")
     out = server.sm("spawn", "", "--provider", "shell", "--name", "one", "--dir", str(repo), "--worktree")
+    assert out.returncode == 1 and f"branch sm/one is checked out at {child['workdir']}" in out.stderr
+    out = server.sm("spawn", "", "--provider", "shell", "--name", "one", "--dir", str(repo), "--worktree=fresh")
     assert out.returncode == 1 and f"{child['workdir']} already exists" in out.stderr, out.stderr
 
+
+def test_a_worktree_root_inside_the_repository_does_not_make_it_dirty(server_factory, tmp_path) -> None:
+    repo = tmp_path / "work" / "repo"
     inside = server_factory(SM_WORKTREE_ROOT=str(repo / ".sm-worktrees"))
+    make_repo(repo)
     c = spawn(inside, "inner", repo, "--worktree")
     assert c["workdir"] == str(repo / ".sm-worktrees" / "repo" / "inner")
     # The main checkout does not see the worktrees as untracked files.
