@@ -168,7 +168,8 @@ class Engine:
         await self._shutdown.wait()
 
     def health(self) -> dict[str, Any]:
-        return {"ok": True, "sessions": self.live_count()}
+        # Bytes read from transcripts for usage since start: reads are incremental (tests, bench).
+        return {"ok": True, "sessions": self.live_count(), "transcript_bytes_read": self._usage.bytes_read}
 
     def live_count(self) -> int:
         return len(self._registry.live())

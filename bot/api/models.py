@@ -128,6 +128,8 @@ class Health(Reply):
     ok: bool
     sessions: int = Field(description="live sessions")
     version: str = Field(description="the server's version (sm doctor compares it with the CLI's)")
+    transcript_bytes_read: int = Field(0, description="bytes of transcripts read for usage since start "
+                                                      "(each byte once: reads are incremental)")
 
 
 class Stopping(Reply):

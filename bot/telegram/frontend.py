@@ -34,11 +34,12 @@ log = logging.getLogger(__name__)
 DOOR = "telegram"
 
 COMMANDS = {
-    "new": "Start a session: /new [path] [prompt]",
+    "new": "Start a session: /new [path] [--worktree[=BRANCH]] [prompt]",
     "list": "Sessions and their state",
     "status": "A session's status",
     "kill": "Kill a session",
     "open": "How to attach from a terminal",
+    "cost": "Tokens and cost: this topic's swarm, or everything today",
     "help": "Help",
 }
 

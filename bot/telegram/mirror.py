@@ -29,7 +29,7 @@ from core.events import (
     Event, IdleReminder, MessageDelivered, MessageFailed, MessageQueued, PermissionNeeded, PermissionResolved,
     SessionDead, SessionErrored, SessionRenamed, SessionSpawned, StateChanged, TurnFinished,
 )
-from core.humanize import ago
+from core.humanize import ago, count, usd
 from core.lifecycle import Caller
 from core.state import ASKS, ReasonKind, State
 from core.sessions import Session
@@ -65,7 +65,17 @@ def button_labels() -> dict[Action, str]:
             Action.attach: _("Attach"), Action.clear: _("Clear"), Action.kill: _("Kill")}
 
 
-def card_text(session: Session, queued: int = 0) -> str:
+def spend_text(usage: dict[str, Any] | None) -> str:
+    """Tokens and cost on one line (`Engine.usage`), or that the agent reports none."""
+    if not usage or not usage.get("reported"):
+        return _("tokens not reported")
+    line = _("{input} in · {output} out · {read} cache read · {write} cache write").format(
+        input=count(usage["input"]), output=count(usage["output"]), read=count(usage["cache_read"]),
+        write=count(usage["cache_write"]))
+    return line + " · " + (usd(usage["cost"]) if usage.get("cost") is not None else _("price unknown"))
+
+
+def card_text(session: Session, queued: int = 0, usage: dict[str, Any] | None = None) -> str:
     icon = STATE_ICONS.get(session.state, "")
     lines = [f"{icon} <b>{esc(session.name)}</b> <code>{session.id}</code> · {esc(session.provider)}",
              _("State: {state}").format(state=esc(session.state))
@@ -74,6 +84,8 @@ def card_text(session: Session, queued: int = 0) -> str:
     if queued:
         lines.append(_("Queued messages: {n}").format(n=queued))
     lines.append(_("Since {ago} ago").format(ago=ago(session.state_since)))
+    if usage is not None:
+        lines.append("💰 " + esc(spend_text(usage)))
     return "\n".join(lines)
 
 
@@ -143,9 +155,13 @@ class Mirror:
 
     async def card(self, session: Session) -> None:
         queued = (await self._engine.queue_counts(self._caller)).get(session.id, 0)
+        try:
+            usage = await self._engine.usage(self._caller, session.id)
+        except SmError:
+            usage = None
         await self._outbox.put(
             self.chat_id, "card",
-            {"html": card_text(session, queued),
+            {"html": card_text(session, queued, usage),
              "reply_markup": card_keyboard(session.id, button_labels()).model_dump(exclude_none=True)},
             session.id, coalesce=f"card:{session.id}",
         )
