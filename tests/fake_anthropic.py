@@ -6,6 +6,7 @@ a fully scriptable real agent.  The script is read from the text of the LAST
 
 * the message carries a ``tool_result`` block  -> text ``done`` (end_turn)
 * ``RUN: <command>`` (to the end of the line)   -> a ``Bash`` tool_use block
+* ``AGENT: <task>``                             -> an ``Agent`` tool_use block: a subagent does <task>
 * ``SAY+RUN: <command>``                        -> a text block, then that ``Bash`` block
   (one message of two content blocks: Claude Code writes it as two transcript lines)
 * ``SLOW <N>``                                  -> wait N seconds, then answer
@@ -52,6 +53,7 @@ Responder = Callable[[dict[str, Any], str], Union[Reply, None, Awaitable[Union[R
 
 _RUN_RE = re.compile(r"RUN:[ \t]*(.+)")
 _SAY_RUN_RE = re.compile(r"SAY\+RUN:[ \t]*(.+)")
+_AGENT_RE = re.compile(r"AGENT:[ \t]*(.+)")
 # What every main (scripted) answer reports as its usage, unless the server is
 # given other figures (`FakeAnthropic(usage=...)`, `--usage JSON`).
 DEFAULT_USAGE = {"input_tokens": 10, "output_tokens": 10,
@@ -176,6 +178,12 @@ def scripted_reply(body: dict[str, Any]) -> tuple[Reply, float]:
     m = _SLOW_RE.search(text)
     if m:
         delay = float(m.group(1))
+    m = _AGENT_RE.search(text)
+    if m:
+        block = {"type": "tool_use", "id": "toolu_" + secrets.token_hex(12), "name": "Agent",
+                 "input": {"description": "a sub task", "prompt": m.group(1).strip(),
+                           "subagent_type": "general-purpose"}}
+        return ([block], "tool_use"), delay
     m = _SAY_RUN_RE.search(text)
     if m:
         blocks, stop = bash_reply(m.group(1).strip())

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -56,6 +57,20 @@ def assistant_lines(path: str) -> tuple[int, int]:
             lines += 1
             ids.add(message["id"])
     return lines, len(ids)
+
+
+class Settled:
+    """True once `value()` has not changed for `quiet` seconds (polled by wait_for)."""
+
+    def __init__(self, value, quiet: float = 3.0) -> None:
+        self.value, self.quiet = value, quiet
+        self.last, self.since = None, time.monotonic()
+
+    def __call__(self) -> bool:
+        now = self.value()
+        if now != self.last:
+            self.last, self.since = now, time.monotonic()
+        return time.monotonic() - self.since >= self.quiet
 
 
 def usage_of(server: Server, name: str) -> dict:
@@ -112,9 +127,10 @@ def test_tokens_and_cost_of_a_real_claude_session(server_factory, tmp_path: Path
         assert main_calls(log) == 6
 
         # /cost in the topic, through the Bot API.
+        calls = 6
         thread = telegram.topic_of(session, 30)
         telegram.say("/cost", thread)
-        expected = f"${6 * COST_PER_CALL:.2f}"
+        expected = f"${calls * COST_PER_CALL:.2f}"
         telegram.wait(lambda t: any("Total:" in x and expected in x for x in t.texts(thread)), 60,
                       message=f"/cost answering {expected}")
         # /cost in the group: everything today.
@@ -125,14 +141,27 @@ def test_tokens_and_cost_of_a_real_claude_session(server_factory, tmp_path: Path
         wait_for(lambda: any("💰" in x and expected in x for x in telegram.texts(thread)), 30, 0.2,
                  "the card's cost line")
 
+        # A subagent's calls are in a transcript of its own; they count too. (2.1.330 may call
+        # the model once more when the subagent's result arrives: wait for the calls to settle.)
+        server.ok("send", "real", "AGENT: count to three")
+        wait_for(lambda: main_calls(log) >= 9, 60, 0.2, "the subagent's call and the parent's")
+        settled = Settled(lambda: main_calls(log))
+        wait_for(lambda: settled() and server.state("real") == "idle"
+                 and usage_of(server, "real")["input"] == 1000 * main_calls(log), 90, 0.2,
+                 "the subagent's figures")
+        current = server.session("real")["transcript_path"]
+        subagents = list(Path(current[:-len(".jsonl")], "subagents").glob("*.jsonl"))
+        assert len(subagents) == 1 and assistant_lines(str(subagents[0]))[1] == 1
+        calls = main_calls(log)
+
         # Stored: a restart reads nothing again, and a price override changes the cost.
         server.env["SM_PRICES"] = json.dumps({"claude-opus-5-5": {"input": 1000}})
         server.restart()
         u = usage_of(server, "real")
-        assert (u["input"], u["output"]) == (6000, 1200)
+        assert (u["input"], u["output"]) == (calls * 1000, calls * 200)
         assert bytes_read(server) == 0
-        assert u["cost"] == pytest.approx(6 * (1000 * 1000 + 200 * 20 + 30 * 5 + 4000 * 0.2) / 1e6)
+        assert u["cost"] == pytest.approx(calls * (1000 * 1000 + 200 * 20 + 30 * 5 + 4000 * 0.2) / 1e6)
         total = server.json("cost")["total"]
-        assert total["input"] == 6000 and total["cost"] == pytest.approx(u["cost"])
+        assert total["input"] == calls * 1000 and total["cost"] == pytest.approx(u["cost"])
     finally:
         telegram.close()
