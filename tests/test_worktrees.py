@@ -217,3 +217,27 @@ def test_submodules_are_checked_out_in_the_worktree(server_factory) -> None:
     git(repo, "commit", "-q", "-m", "add lib")
     child = spawn(server, "withsub", repo, "--worktree")
     assert Path(child["workdir"], "vendor", "lib", "src", "app.py").read_text() == "print('v1')\n"
+
+
+def test_new_with_worktree_from_the_phone(server_factory, tmp_path) -> None:
+    from telegram_harness import ThreadedTelegram
+
+    telegram = ThreadedTelegram()
+    try:
+        server = server_factory(**telegram.env(SM_TELEGRAM_ALLOWED_ROOTS=str(tmp_path)))
+        repo = make_repo(server.workdir / "repo")
+        telegram.say(f"/new {repo} --worktree write the tests")
+        session = wait_for(lambda: next(iter(server.json("status")["sessions"]), None), 20, message="the session")
+        assert session["branch"] == f"sm/{session['name']}"
+        assert session["workdir"] == str(server.workdir / ".sm-worktrees" / "repo" / session["name"])
+        assert server.wait_prompt(lambda p: "write the tests" in p).endswith("] write the tests")
+        telegram.wait(lambda t: any("Started" in x and session["workdir"] in x for x in t.texts(None)),
+                      message="the reply naming the worktree")
+        # Outside a repository: the refusal, on the phone.
+        plain = server.workdir / "plain"
+        plain.mkdir()
+        telegram.say(f"/new {plain} --worktree=topic-x go")
+        telegram.wait(lambda t: any("is not in a git repository" in x for x in t.texts(None)),
+                      message="the refusal")
+    finally:
+        telegram.close()
