@@ -258,8 +258,18 @@ class UsageBook:
                 await self._record(session_id, path, calls, new_offset)
 
     async def _record(self, session_id: str, path: str, calls: list[Call], offset: int) -> None:
+        # A message's lines arrive together: merge them here (largest of each count), one row each.
+        merged: dict[str, Call] = {}
+        for call in calls:
+            seen = merged.get(call.message_id)
+            if seen is None:
+                merged[call.message_id] = call
+                continue
+            t, n = seen.tokens, call.tokens
+            seen.tokens = Tokens(max(t.input, n.input), max(t.output, n.output),
+                                 max(t.cache_read, n.cache_read), max(t.cache_write, n.cache_write))
         async with self._store.transaction() as tx:
-            for call in calls:
+            for call in merged.values():
                 # A message's lines repeat its usage; a later line may carry a larger
                 # (final) count: keep the largest of each, never a sum.
                 await tx.execute(
