@@ -198,9 +198,13 @@ class Lifecycle:
             if planned is not None and self._worktrees is not None:
                 # A worktree nobody ever worked in: nothing to keep.
                 w = await self._worktrees.of(session.id)
-                if w is not None:
-                    await asyncio.to_thread(wt.remove, w.repo, w.path, w.branch if planned.new_branch else None, True)
-                    await self._worktrees.removed(w)
+                if w is not None and w.removed_at is None:
+                    try:
+                        await asyncio.to_thread(wt.remove, w.repo, w.path,
+                                                w.branch if planned.new_branch else None, True)
+                        await self._worktrees.removed(w)
+                    except Exception:
+                        log.warning("could not remove the worktree of a failed start: %s", w.path)
             return session
         await self._registry.update(session, pane_id=pane_id)
         if prompt.strip():

@@ -241,3 +241,18 @@ def test_new_with_worktree_from_the_phone(server_factory, tmp_path) -> None:
                       message="the refusal")
     finally:
         telegram.close()
+
+
+def test_an_agent_that_dies_clean_leaves_nothing_and_a_failed_start_neither(server_factory) -> None:
+    server = server_factory(SM_CODEX_COMMAND="sm-no-such-codex")
+    repo = make_repo(server.workdir / "repo")
+    child = spawn(server, "quitter", repo, "--worktree")
+    server.wait_state("quitter", "idle")
+    server.ok("send", "quitter", "exit")
+    wait_for(lambda: not Path(child["workdir"]).exists(), 15, message="the worktree of the dead agent to go")
+    assert "sm/quitter" not in git(repo, "branch", "--list")
+    # A start that fails leaves no worktree behind either.
+    out = server.sm("spawn", "", "--provider", "codex", "--name", "nocodex", "--dir", str(repo), "--worktree")
+    assert out.returncode == 1 and "not found" in out.stderr, out.stderr
+    assert not (server.workdir / ".sm-worktrees" / "repo" / "nocodex").exists()
+    assert "sm/nocodex" not in git(repo, "branch", "--list")
