@@ -11,7 +11,7 @@ import sys
 from typing import NoReturn
 
 from cli.client import ApiError, Client, ServerDown
-from core.humanize import ago
+from core.humanize import ago, cost_cell
 
 START_HINT = "sm: the sm server is not running; start it with: sm-bot"
 
@@ -45,11 +45,12 @@ def state_text(s: dict) -> str:
 def table(sessions: list) -> str:
     if not sessions:
         return "(no sessions)"
-    lines = [f"{'ID':<7} {'NAME':<20} {'PROVIDER':<8} {'AGE':>6} {'QUEUED':>6}  STATE"]
+    lines = [f"{'ID':<7} {'NAME':<20} {'PROVIDER':<8} {'AGE':>6} {'QUEUED':>6} {'COST':>9}  STATE"]
     for s in sessions:
         lines.append(
             f"{s['id']:<7} {s['name'][:20]:<20} {s['provider']:<8} {ago(s['created_at']):>6} "
-            f"{s.get('queued', ''):>6}  {state_text(s)}"
+            f"{s.get('queued', ''):>6} {cost_cell(s.get('usage')):>9}  {state_text(s)}"
+            + (f"  [{s['branch']}]" if s.get("worktree") else "")
         )
     return "\n".join(lines)
 
@@ -88,6 +89,10 @@ def status_text(out: dict) -> str:
         if link["state"] != "up":
             detail = f": {link['detail']}" if link.get("detail") else ""
             lines.append(f"\n{name}: {link['state']} for {ago(link['since'])}{detail}")
+    if out.get("worktrees"):
+        lines.append("\nworktrees kept (their sessions ended):")
+        for w in out["worktrees"]:
+            lines.append(f"  {w['path']} [{w['branch']}]: {worktree_state(w)}\n    remove: {w['remove']}")
     if out.get("undelivered"):
         lines.append("\nundelivered" + (f" (the last {_span(window)}):" if window else ":"))
         for m in out["undelivered"]:
@@ -95,6 +100,14 @@ def status_text(out: dict) -> str:
     if out.get("undelivered_older"):
         lines.append(f"\n{out['undelivered_older']} older undelivered message(s): sm status --all")
     return "\n".join(lines)
+
+
+def worktree_state(w: dict) -> str:
+    parts = ["dirty" if w.get("dirty") else "clean"]
+    if w.get("ahead") is not None:
+        parts.append(f"{w['ahead']} ahead, {w['behind']} behind {w['base']}")
+    parts.append("merged" if w.get("merged") else "not merged")
+    return ", ".join(parts)
 
 
 def _span(seconds: float) -> str:

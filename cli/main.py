@@ -55,12 +55,20 @@ def cli() -> None:
               type=click.Choice(PROVIDER_NAMES))
 @click.option("--dir", "-d", "workdir", type=click.Path(file_okay=False), help="Working directory (default: yours).")
 @click.option("--wait", "wait_seconds", type=float, help="Wake me when it finishes its first task, or after this many seconds.")
+@click.option("--worktree", "worktree", is_flag=False, flag_value="", default=None, metavar="[BRANCH]",
+              help="Start it in a new git worktree on BRANCH (default sm/NAME), off the repository's HEAD.")
 @click.option("--json", "as_json", is_flag=True, help="Print the session as JSON.")
 def spawn(prompt: str, name: str | None, provider: str, workdir: str | None,
-          wait_seconds: float | None, as_json: bool) -> None:
-    """Start a child agent with PROMPT as its first input (empty: no input)."""
+          wait_seconds: float | None, worktree: str | None, as_json: bool) -> None:
+    """Start a child agent with PROMPT as its first input (empty: no input).
+
+    With --worktree it works in a git worktree of its own (removed when it ends,
+    if clean and merged); put PROMPT before --worktree, or use --worktree=BRANCH.
+    """
     body: dict[str, Any] = {"prompt": read_text(prompt), "provider": provider,
                             "dir": os.path.abspath(workdir or os.getcwd())}
+    if worktree is not None:
+        body["worktree"] = worktree
     if name:
         body["name"] = name
     if wait_seconds:
@@ -71,7 +79,8 @@ def spawn(prompt: str, name: str | None, provider: str, workdir: str | None,
     if as_json:
         emit_json(session)
     else:
-        click.echo(f"spawned {session['name']} ({session['id']}) in {session['workdir']}")
+        where = session["workdir"] + (f" (worktree, branch {session['branch']})" if session.get("worktree") else "")
+        click.echo(f"spawned {session['name']} ({session['id']}) in {where}")
 
 
 @cli.command()
@@ -254,6 +263,61 @@ def others(as_json: bool) -> None:
     """Other live agents working in my workspace (git root)."""
     sessions = _others()
     emit_json(sessions) if as_json else echo(table(sessions))
+
+
+@cli.command()
+@click.argument("session", type=SESSION, required=False)
+@click.option("--since", help="Only model calls of the last 90s, 30m, 1h, 2d, ...")
+@click.option("--json", "as_json", is_flag=True)
+def cost(session: str | None, since: str | None, as_json: bool) -> None:
+    """Tokens and cost of SESSION and its descendants (default: mine; the owner's: everything)."""
+    from core.humanize import duration, spend
+
+    query = []
+    if session:
+        query.append(f"session={segment(session)}")
+    if since:
+        try:
+            query.append(f"since={duration(since):g}")
+        except ValueError:
+            fail(f"--since: not a duration: {since!r} (try 30m, 1h, 2d)")
+    out = call("GET", "/cost" + ("?" + "&".join(query) if query else ""))
+    if as_json:
+        emit_json(out)
+        return
+    for row in out["sessions"]:
+        echo(f"{row['name'][:20]:<20} {row['id']:<7} {spend(row['usage'])}")
+    echo(f"{'total':<28} {spend(out['total'])}")
+
+
+@cli.group(invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def worktrees(ctx: click.Context, as_json: bool) -> None:
+    """The git worktrees sm made: branch, ahead/behind, dirty, and how to remove each."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from cli.common import worktree_state
+
+    found = call("GET", "/worktrees")
+    if as_json:
+        emit_json(found)
+        return
+    if not found:
+        echo("(no worktrees)")
+    for w in found:
+        who = f"{w['name']} ({w['session']})" if w["live"] else f"ended ({w['session']})"
+        echo(f"{w['path']} [{w['branch']}] {who}: {worktree_state(w)}")
+
+
+@worktrees.command("prune")
+def worktrees_prune() -> None:
+    """Remove the clean, merged worktrees of sessions that ended (and their branches)."""
+    out = call("POST", "/worktrees/prune")
+    for w in out["removed"]:
+        echo(f"removed {w['path']} [{w['branch']}]")
+    if not out["removed"]:
+        echo("nothing to prune")
 
 
 @cli.command()

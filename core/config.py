@@ -13,6 +13,7 @@ Sources, highest priority first:
        monitor:  {idle_timeout: 300, poll_interval: 5}
        telegram: {token: "...", allowed_chat_ids: [123]}
        providers: {claude: {command: claude}}
+       prices:   {claude-opus-5-5: {input: 4, output: 20, cache_write: 5, cache_read: 0.2}}
 
    Sections are flattened to the same names the environment uses:
    `server.port` is `server_port` (`SM_SERVER_PORT`), `paths.state_dir` is
@@ -52,6 +53,8 @@ def _flatten_yaml(doc: dict[str, Any]) -> dict[str, Any]:
         for key, value in body.items():
             if section == "paths":
                 flat[key] = value
+            elif section == "prices":
+                flat.setdefault("prices", {})[key] = value
             elif section == "providers" and isinstance(value, dict):
                 for pkey, pvalue in value.items():
                     flat[f"{key}_{pkey}"] = pvalue
@@ -264,6 +267,13 @@ class Settings(SmSettings):
     limit_margin: float = 60.0
     # What sm types into a limited agent when its limit resets, before its queue.
     limit_continue: str = "continue"
+    # Where `sm spawn --worktree` puts worktrees: <root>/<repo>/<name>; empty: <repo>/../.sm-worktrees.
+    worktree_root: str = ""
+    # Prices in USD per million tokens, by model (a name matches longer names that start
+    # with it and a '-'), over the built-in table (core/usage.py): JSON in SM_PRICES, or
+    # the YAML `prices:` section, e.g. {"claude-opus-5-5": {"input": 4, "output": 20,
+    # "cache_write": 5, "cache_read": 0.2}}.
+    prices: Annotated[dict[str, dict[str, float]], NoDecode] = {}
 
     @field_validator("env_deny", mode="before")
     @classmethod
@@ -272,6 +282,29 @@ class Settings(SmSettings):
             text = value.strip()
             return json.loads(text) if text.startswith("[") else [p.strip() for p in text.split(",") if p.strip()]
         return value
+
+    @field_validator("prices", mode="before")
+    @classmethod
+    def _price_table(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = json.loads(value) if value.strip() else {}
+        if not isinstance(value, dict):
+            raise ValueError("must map model names to prices, e.g. {\"claude-opus-5-5\": {\"input\": 4, ...}}")
+        for model, price in value.items():
+            if not isinstance(price, dict) or not set(price) <= {"input", "output", "cache_write", "cache_read"}:
+                raise ValueError(f"{model}: give input, output, cache_write and/or cache_read (USD per "
+                                 "million tokens)")
+        return value
+
+    def price_table(self) -> dict[str, dict[str, float]]:
+        """The built-in prices with the configured ones over them (a model's fields merged)."""
+        from core.usage import DEFAULT_PRICES
+
+        table = {model: dict(price) for model, price in DEFAULT_PRICES.items()}
+        for model, price in self.prices.items():
+            table[model] = {**table.get(model, {"input": 0, "output": 0, "cache_write": 0, "cache_read": 0}),
+                            **price}
+        return table
 
     @field_validator("log_level", mode="after")
     @classmethod

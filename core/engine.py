@@ -42,7 +42,9 @@ from core.text import check_text
 from core.transcribe import TranscriptionFailed, transcribe
 from core.tmux import Tmux
 from core.types import PaneScreen
+from core.usage import Spend, UsageBook
 from core.waits import Waits
+from core import worktrees as wt
 from core.what import Summaries, fallback_summary, last_assistant_messages, summarize
 
 log = logging.getLogger(__name__)
@@ -112,8 +114,11 @@ class Engine:
                                   settings.state_dir / "messages", tuning, clock)
         self._waits = Waits(store, self._registry, self._states, self._queue, clock)
         self._delivery.on_delivered(self._waits.on_delivered)
+        self._worktrees = wt.Worktrees(store)
+        self._usage = UsageBook(store, settings.price_table())
         self._lifecycle = Lifecycle(settings, self._registry, self._states, self._queue,
-                                    self._tmux, self._bus, sm_command, hook_settings, clock)
+                                    self._tmux, self._bus, sm_command, hook_settings, clock,
+                                    worktrees=self._worktrees)
         self._permissions = Permissions(self._bus, settings.permission_timeout)
         self._limits = Limits(settings, self._registry, self._states, self._queue, clock)
         self._hooks = HookEvents(self._registry, self._states, self._delivery, self._bus, self._permissions,
@@ -126,6 +131,7 @@ class Engine:
         self._locks = Locks(store, self._registry, settings.lock_lease, git_root, clock)
         self._retention = Retention(store, settings.retention_days, settings.state_dir / "messages", clock)
         self._states.on_change(self._release_locks_of_the_gone)
+        self._states.on_change(self._settle_the_gone)
         self._owner_token = ""
         self._drain_lock = asyncio.Lock()
         self._shutdown = asyncio.Event()
@@ -214,7 +220,9 @@ class Engine:
         await self._shutdown.wait()
 
     def health(self) -> dict[str, Any]:
-        return {"ok": True, "sessions": self.live_count(), "links": self.links()}
+        # Bytes read from transcripts for usage since start: reads are incremental (tests, bench).
+        return {"ok": True, "sessions": self.live_count(), "links": self.links(),
+                "transcript_bytes_read": self._usage.bytes_read}
 
     # -- links to the outside (a door reports, status and health show) -----------------
 
@@ -323,7 +331,8 @@ class Engine:
 
     async def spawn(self, caller: Caller, prompt: str = "", *, name: str | None = None,
                     provider: str = "claude", workdir: str | None = None,
-                    wait: float | None = None) -> Session:
+                    wait: float | None = None, worktree: str | None = None) -> Session:
+        """`worktree`: start the agent in a new git worktree, on branch `worktree` ("" for sm/<name>)."""
         if wait and caller.session is None:
             raise Invalid("--wait wakes the calling agent with a message; run it inside a session sm started")
         if prompt:
@@ -332,7 +341,7 @@ class Engine:
         if name:
             await self._free_name_of_failed_start(name)
         session = await self._lifecycle.spawn(caller, prompt, name=name, provider=provider,
-                                              workdir=workdir)
+                                              workdir=workdir, worktree=worktree)
         self._monitor.poke()
         if wait and caller.session and session.state != State.ERRORED:
             await self._waits.add(caller.session, session, wait, kind="spawn")
@@ -422,18 +431,36 @@ class Engine:
         return [s for s in self._registry.live()
                 if theirs.get(s.id) == here and s.state != State.ERRORED]
 
+    async def describe(self, caller: Caller, sessions: list[Session]) -> list[dict[str, Any]]:
+        """Sessions as the API shows them: their fields, tokens and cost, worktree and branch."""
+        spend = await self._spend([s for s in sessions])
+        out = []
+        for s in sessions:
+            item = s.public()
+            item["usage"] = spend[s.id].public(self._usage.prices)
+            w = await self._worktrees.of(s.id)
+            item["worktree"] = w.path if w and w.removed_at is None else None
+            item["branch"] = w.branch if w else None
+            out.append(item)
+        return out
+
+    async def _spend(self, sessions: list[Session], since: float | None = None) -> dict[str, Spend]:
+        for s in sessions:
+            if s.live and get_provider(s.provider).has_hooks:
+                await self._usage.refresh(s.id, s.transcript_path)
+        return await self._usage.spend([s.id for s in sessions], since)
+
     async def status(self, caller: Caller, everything: bool = False) -> dict[str, Any]:
         """Who the caller is, the live sessions, locks, and the messages that could not be
         delivered: those of the last `status_undelivered_window` seconds, or all of them."""
         counts = await self._queue.counts()
-        sessions = []
-        for s in self._registry.live():
-            item = s.public()
+        live = self._registry.live()
+        sessions = await self.describe(caller, live)
+        for s, item in zip(live, sessions):
             item["queued"] = counts.get(s.id, 0)
             if s.state == State.WAITING and (caller.is_owner or self._registry.is_self_or_descendant(s, caller.id or "")):
                 # What the dialog offers (its keys and labels): an answer is one `sm` call away.
                 item["options"] = [list(o) for o in await self._options_on_screen(s)]
-            sessions.append(item)
         window = self.settings.status_undelivered_window
         since = 0.0 if everything else self._clock() - window
         undelivered = [
@@ -443,11 +470,93 @@ class Engine:
         ]
         me = caller.session.public() if caller.session else None
         files, size = await asyncio.to_thread(self._inbox.size)
+        kept = [w for w in await self.worktrees(caller) if not w["live"]]
         return {"you": me or {"name": "owner"}, "sessions": sessions, "undelivered": undelivered,
                 "undelivered_older": 0 if everything else await self._queue.undelivered_before(since),
                 "undelivered_window": None if everything else window,
                 "locks": await self.lock_list(caller), "inbox": {"files": files, "bytes": size},
-                "links": self.links()}
+                "links": self.links(), "worktrees": kept}
+
+    # -- worktrees -------------------------------------------------------------------
+
+    async def _settle_the_gone(self, session: Session, previous: str) -> None:
+        """A session ended: read the last of its usage; remove its worktree if clean and merged."""
+        if not (session.state == State.DEAD or session.gone):
+            return
+        if get_provider(session.provider).has_hooks:
+            await self._usage.refresh(session.id, session.transcript_path)
+        w = await self._worktrees.of(session.id)
+        if w is None or w.removed_at is not None:
+            return
+        removed, found = await asyncio.to_thread(wt.remove_if_done, w)
+        if removed:
+            await self._worktrees.removed(w)
+            log.info("removed the worktree of %s (%s): clean and merged into %s", session.label, w.path, w.base)
+        else:
+            why = "dirty" if found.get("dirty") else f"not merged into {w.base}"
+            log.info("kept the worktree of %s (%s): %s", session.label, w.path, found.get("error") or why)
+
+    async def worktrees(self, caller: Caller) -> list[dict[str, Any]]:
+        """The worktrees sm made that still exist: branch, ahead/behind, dirty, and how to remove each."""
+        out = []
+        for w in await self._worktrees.existing():
+            if not caller.is_owner and not self._registry.descends_from(w.session_id, caller.id or ""):
+                continue
+            found = await asyncio.to_thread(wt.inspect, w)
+            if not found["exists"]:
+                await self._worktrees.removed(w)  # removed by hand
+                continue
+            session = self._registry.get_live(w.session_id)
+            found["name"] = session.name if session else None
+            found["live"] = bool(session and not session.gone)
+            out.append(found)
+        return out
+
+    async def prune_worktrees(self, caller: Caller) -> list[dict[str, Any]]:
+        """Remove the clean, merged worktrees of ended sessions (an agent: of its descendants)."""
+        pruned = []
+        for found in await self.worktrees(caller):
+            if found["live"] or found["dirty"] or not found["merged"]:
+                continue
+            w = await self._worktrees.of(found["session"])
+            if w is None:
+                continue
+            removed, _ = await asyncio.to_thread(wt.remove_if_done, w)
+            if removed:
+                await self._worktrees.removed(w)
+                pruned.append(found)
+        return pruned
+
+    # -- tokens and cost ---------------------------------------------------------------
+
+    async def usage(self, caller: Caller, ref: str) -> dict[str, Any]:
+        """One session's tokens and cost (read up to now from its transcripts)."""
+        target = await self.session(caller, ref)
+        return (await self._spend([target]))[target.id].public(self._usage.prices)
+
+    async def cost(self, caller: Caller, ref: str | None = None, since: float | None = None) -> dict[str, Any]:
+        """A swarm's tokens and cost: a session and its descendants, the dead included.
+
+        No session: the caller's own swarm (the owner's: every session). `since`
+        (epoch seconds) counts only the model calls answered from then on.
+        """
+        root = caller.id
+        if ref:
+            target = await self.session(caller, ref)
+            self._check_may_read(caller, target)
+            root = target.id
+        members = []
+        for row in await self._store.fetchall("SELECT * FROM sessions ORDER BY created_at"):
+            if root is None or self._registry.descends_from(row["id"], root):
+                members.append(self._registry.get_live(row["id"]) or Session(**dict(row)))
+        spend = await self._spend(members, since)
+        total = Spend()
+        rows = []
+        for s in members:
+            total.merge(spend[s.id])
+            rows.append({"id": s.id, "name": s.name, "provider": s.provider, "state": s.state.value,
+                         "parent_id": s.parent_id, "usage": spend[s.id].public(self._usage.prices)})
+        return {"root": root, "since": since, "sessions": rows, "total": total.public(self._usage.prices)}
 
     # -- messages --------------------------------------------------------------------
 
@@ -776,8 +885,12 @@ class Engine:
         """A hook event, live or replayed from the spool."""
         await self._locks.renew(session)
         match hook:
-            case SessionStart(source="clear"):
-                await self._locks.release_all(session)  # cleared, by sm or at the terminal
+            case SessionStart(transcript_path=path):
+                # Usage counts every transcript: the one before a /clear too.
+                await self._usage.track(session.id, session.transcript_path)
+                await self._usage.track(session.id, path)
+                if hook.source == "clear":
+                    await self._locks.release_all(session)  # cleared, by sm or at the terminal
             case Stop():
                 await self._locks.release_auto(session)
         return await self._hooks.handle(session, hook)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -20,6 +21,7 @@ from core.queue import MessageQueue
 from core.sessions import Session, SessionRegistry, token_hash, validate_name
 from core.state import Reason, ReasonKind, State, StateMachine
 from core.tmux import Tmux
+from core import worktrees as wt
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +75,10 @@ class Lifecycle:
         sm_command: str,
         hook_settings: dict[str, Any],
         clock: Callable[[], float] = time.time,
+        worktrees: wt.Worktrees | None = None,
     ) -> None:
         self._settings = settings
+        self._worktrees = worktrees
         self._registry = registry
         self._states = states
         self._queue = queue
@@ -138,7 +142,9 @@ class Lifecycle:
         name: str | None = None,
         provider: str = "claude",
         workdir: str | None = None,
+        worktree: str | None = None,
     ) -> Session:
+        """`worktree`: None, none; "" a new worktree on branch sm/<name>; else on that branch."""
         provider_obj = get_provider(provider)
         if workdir and any(not ch.isprintable() for ch in workdir):
             raise Invalid("the working directory holds control characters (a newline?); give a plain path")
@@ -148,6 +154,9 @@ class Lifecycle:
         session_id = self._registry.new_id()
         name = name or f"{provider}-{session_id}"
         self._registry.check_name_free(validate_name(name))
+        planned = await self._make_worktree(workdir, name, worktree) if worktree is not None else None
+        if planned is not None:
+            workdir = self._workdir_in(planned, workdir)
         token = secrets.token_urlsafe(32)
         now = self._clock()
         session = Session(
@@ -168,7 +177,15 @@ class Lifecycle:
             created_at=now,
             last_activity=now,
         )
-        await self._registry.create(session)
+        try:
+            await self._registry.create(session)
+        except Exception:
+            if planned is not None:
+                await asyncio.to_thread(wt.remove, planned.repo, planned.path,
+                                        planned.branch if planned.new_branch else None, True)
+            raise
+        if planned is not None and self._worktrees is not None:
+            await self._worktrees.add(session.id, planned)
         self._bus.publish(SessionSpawned(session=session.id, name=name, provider=provider,
                                          parent=caller.id, workdir=workdir))
         env = self._agent_env(session, self._write_token(session, token))
@@ -187,6 +204,16 @@ class Lifecycle:
                 await self._tmux.kill_session(session.tmux_session)
             except Exception:
                 log.warning("could not remove the tmux session of a failed start (%s)", session.label)
+            if planned is not None and self._worktrees is not None:
+                # A worktree nobody ever worked in: nothing to keep.
+                w = await self._worktrees.of(session.id)
+                if w is not None and w.removed_at is None:
+                    try:
+                        await asyncio.to_thread(wt.remove, w.repo, w.path,
+                                                w.branch if planned.new_branch else None, True)
+                        await self._worktrees.removed(w)
+                    except Exception:
+                        log.warning("could not remove the worktree of a failed start: %s", w.path)
             return session
         await self._registry.update(session, pane_id=pane_id)
         if prompt.strip():
@@ -224,6 +251,23 @@ class Lifecycle:
         self._bus.publish(SessionResumed(session=target.id, name=target.name,
                                          conversation=bool(conversation), by=caller.label))
         return bool(conversation)
+
+    async def _make_worktree(self, workdir: str, name: str, branch: str) -> wt.Plan:
+        if self._worktrees is None:
+            raise Invalid("worktrees are not available here")
+        planned = await asyncio.to_thread(wt.plan, workdir, name, branch or None,
+                                          self._settings.worktree_root or None)
+        await asyncio.to_thread(wt.create, planned)
+        return planned
+
+    @staticmethod
+    def _workdir_in(planned: wt.Plan, workdir: str) -> str:
+        """Spawned in a folder of the repository: the same folder of the worktree."""
+        inner = os.path.relpath(os.path.realpath(workdir), os.path.realpath(planned.repo))
+        if inner == "." or inner.startswith(".."):
+            return planned.path
+        same = os.path.join(planned.path, inner)
+        return same if os.path.isdir(same) else planned.path
 
     def token_file(self, session_id: str) -> Path:
         return self._settings.state_dir / "agents" / f"{session_id}.token"

@@ -102,3 +102,43 @@ UPDATE sessions SET state_kind = CASE
 -- seconds): the reset the agent showed plus a margin, or a fixed retry.
 -- Kept here so a restart while limited still resumes it on time.
 ALTER TABLE sessions ADD COLUMN limit_resets_at REAL;
+
+-- migration 6: worktrees, transcripts and token usage
+
+-- `sm spawn --worktree`: the git worktree made for a session, on its own
+-- branch. Removed when the session ends if clean and merged into `base`
+-- (removed_at set); otherwise kept, and listed by `sm status` and `sm worktrees`.
+CREATE TABLE worktrees (
+    session_id  TEXT PRIMARY KEY REFERENCES sessions(id),
+    repo        TEXT NOT NULL,                   -- the checkout it was made from (its git root)
+    path        TEXT NOT NULL,                   -- the worktree's directory, the session's workdir
+    branch      TEXT NOT NULL,                   -- e.g. sm/<name>
+    base        TEXT NOT NULL,                   -- the branch (or commit) it came from
+    created_at  REAL NOT NULL,
+    removed_at  REAL                             -- NULL while it exists
+);
+
+-- Every transcript a session wrote (the current one, those from before each
+-- /clear, its subagents'), and how far into it usage has been read (bytes).
+CREATE TABLE transcripts (
+    session_id  TEXT NOT NULL REFERENCES sessions(id),
+    path        TEXT NOT NULL,
+    offset      INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (session_id, path)
+);
+
+-- One row per model call of a session, counted once by its message id: the
+-- tokens it used, from the transcript's `usage`. Cost is computed from these
+-- with the configured prices, so a price change applies to the past too.
+CREATE TABLE usage (
+    session_id          TEXT NOT NULL REFERENCES sessions(id),
+    message_id          TEXT NOT NULL,
+    model               TEXT NOT NULL,
+    input_tokens        INTEGER NOT NULL,
+    output_tokens       INTEGER NOT NULL,
+    cache_read_tokens   INTEGER NOT NULL,
+    cache_write_tokens  INTEGER NOT NULL,
+    at                  REAL NOT NULL,           -- when the call was answered (the transcript's timestamp)
+    PRIMARY KEY (session_id, message_id)
+);
+CREATE INDEX usage_at ON usage(at);

@@ -6,6 +6,9 @@ a fully scriptable real agent.  The script is read from the text of the LAST
 
 * the message carries a ``tool_result`` block  -> text ``done`` (end_turn)
 * ``RUN: <command>`` (to the end of the line)   -> a ``Bash`` tool_use block
+* ``AGENT: <task>``                             -> an ``Agent`` tool_use block: a subagent does <task>
+* ``SAY+RUN: <command>``                        -> a text block, then that ``Bash`` block
+  (one message of two content blocks: Claude Code writes it as two transcript lines)
 * ``SLOW <N>``                                  -> wait N seconds, then answer
 * anything else                                 -> text ``ok: <first 60 chars>``
 
@@ -49,6 +52,12 @@ Reply = tuple[list[dict[str, Any]], str]
 Responder = Callable[[dict[str, Any], str], Union[Reply, None, Awaitable[Union[Reply, None]]]]
 
 _RUN_RE = re.compile(r"RUN:[ \t]*(.+)")
+_SAY_RUN_RE = re.compile(r"SAY\+RUN:[ \t]*(.+)")
+_AGENT_RE = re.compile(r"AGENT:[ \t]*(.+)")
+# What every main (scripted) answer reports as its usage, unless the server is
+# given other figures (`FakeAnthropic(usage=...)`, `--usage JSON`).
+DEFAULT_USAGE = {"input_tokens": 10, "output_tokens": 10,
+                 "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
 _SLOW_RE = re.compile(r"SLOW[ \t]+(\d+(?:\.\d+)?)")
 _SIDE_HINTS = (
     "title",
@@ -169,6 +178,16 @@ def scripted_reply(body: dict[str, Any]) -> tuple[Reply, float]:
     m = _SLOW_RE.search(text)
     if m:
         delay = float(m.group(1))
+    m = _AGENT_RE.search(text)
+    if m:
+        block = {"type": "tool_use", "id": "toolu_" + secrets.token_hex(12), "name": "Agent",
+                 "input": {"description": "a sub task", "prompt": m.group(1).strip(),
+                           "subagent_type": "general-purpose"}}
+        return ([block], "tool_use"), delay
+    m = _SAY_RUN_RE.search(text)
+    if m:
+        blocks, stop = bash_reply(m.group(1).strip())
+        return ([{"type": "text", "text": "Running it now."}, *blocks], stop), delay
     m = _RUN_RE.search(text)
     if m:
         return bash_reply(m.group(1).strip()), delay
@@ -180,8 +199,11 @@ def _sse(event: str, data: dict[str, Any]) -> bytes:
 
 
 class FakeAnthropic:
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0,
+                 usage: dict[str, int] | None = None) -> None:
         self.host = host
+        # The usage every main answer reports (side requests keep a small fixed one).
+        self.usage = {**DEFAULT_USAGE, **(usage or {})}
         self.port = port
         self.url = ""
         # Bodies of every POST /v1/messages, side requests included.
@@ -287,13 +309,15 @@ class FakeAnthropic:
         blocks, stop_reason = reply
         model = body.get("model") or "claude-sonnet-4-5"
         msg_id = "msg_" + secrets.token_hex(12)
-        usage_in = {"input_tokens": 10, "output_tokens": 1,
-                    "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
+        usage = dict(DEFAULT_USAGE) if side else dict(self.usage)
+        # As the real API does: message_start carries the input side and a first
+        # output count; message_delta carries the final output count.
+        usage_in = {**usage, "output_tokens": 1}
         if not body.get("stream"):
             return web.json_response({
                 "id": msg_id, "type": "message", "role": "assistant", "model": model,
                 "content": blocks, "stop_reason": stop_reason, "stop_sequence": None,
-                "usage": {**usage_in, "output_tokens": 10},
+                "usage": usage,
             })
 
         resp = web.StreamResponse(headers={
@@ -321,15 +345,15 @@ class FakeAnthropic:
         await resp.write(_sse("message_delta", {
             "type": "message_delta",
             "delta": {"stop_reason": stop_reason, "stop_sequence": None},
-            "usage": {"output_tokens": 10},
+            "usage": {"output_tokens": usage["output_tokens"]},
         }))
         await resp.write(_sse("message_stop", {"type": "message_stop"}))
         await resp.write_eof()
         return resp
 
 
-async def _serve(host: str, port: int, log_file: str | None) -> None:
-    fake = FakeAnthropic(host, port)
+async def _serve(host: str, port: int, log_file: str | None, usage: dict[str, int] | None = None) -> None:
+    fake = FakeAnthropic(host, port, usage)
     url = await fake.start()
     print(url, flush=True)
     if log_file:
@@ -354,11 +378,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--log-requests", metavar="FILE", help="append request bodies as JSON lines")
+    ap.add_argument("--usage", metavar="JSON", help="the usage every main answer reports, e.g. "
+                    '\'{"input_tokens": 1000, "output_tokens": 200}\'')
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr)
     try:
-        asyncio.run(_serve(args.host, args.port, args.log_requests))
+        asyncio.run(_serve(args.host, args.port, args.log_requests,
+                           json.loads(args.usage) if args.usage else None))
     except KeyboardInterrupt:
         pass
 

@@ -168,6 +168,7 @@ def test_the_engines_surface_is_the_contract_the_doors_are_written_against() -> 
         "open", "start", "stop", "settings", "owner_token", "door_store", "add_pruner", "caller_for_peer", "request_shutdown", "shutdown_requested",
         "inbox_file", "receive_files", "transcribe", "share", "send_files",
         "report_link", "links", "resume", "resume_all", "lost",
+        "describe", "worktrees", "prune_worktrees", "usage", "cost",
     }
     assert engine_surface() == contract
 

@@ -15,6 +15,7 @@ import asyncio
 import json
 import logging
 import os
+import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
@@ -206,14 +207,14 @@ async def list_sessions(c: Call) -> Any:
         sessions = await c.engine.others(c.caller, c.query.dir)
     else:
         sessions = c.engine.sessions(c.caller)
-    return [s.public() for s in sessions]
+    return await c.engine.describe(c.caller, sessions)
 
 
 async def create_session(c: Call) -> Any:
     b: m.SpawnBody = c.body
     session = await c.engine.spawn(c.caller, b.prompt, name=b.name, provider=b.provider,
-                                   workdir=b.dir, wait=b.wait)
-    return session.public()
+                                   workdir=b.dir, wait=b.wait, worktree=b.worktree)
+    return (await c.engine.describe(c.caller, [session]))[0]
 
 
 async def get_session(c: Call) -> Any:
@@ -272,6 +273,20 @@ async def share(c: Call) -> Any:
     b: m.ShareBody = c.body
     target = await c.engine.share(c.caller, b.paths, to=b.to, caption=b.caption)
     return m.Shared(to=target.id if target else "owner", files=len(b.paths))
+
+
+async def cost(c: Call) -> Any:
+    q: m.CostQuery = c.query
+    since = time.time() - q.since if q.since else None
+    return await c.engine.cost(c.caller, q.session, since)
+
+
+async def list_worktrees(c: Call) -> Any:
+    return await c.engine.worktrees(c.caller)
+
+
+async def prune_worktrees(c: Call) -> Any:
+    return m.Pruned(removed=await c.engine.prune_worktrees(c.caller))
 
 
 async def hook(c: Call) -> Any:
@@ -373,6 +388,12 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/share", "Send files to the phone: your topic, or an ancestor's or the owner's (sm share)",
           share, body=m.ShareBody, response=m.Shared, status=202,
           errors=(K.NOT_FOUND, K.FORBIDDEN, K.TOO_LARGE)),
+    Route("GET", "/cost", "Tokens and cost of a swarm: a session and its descendants (sm cost)", cost,
+          query=m.CostQuery, response=m.Cost, errors=(K.NOT_FOUND, K.FORBIDDEN)),
+    Route("GET", "/worktrees", "The git worktrees sm made that still exist (sm worktrees)", list_worktrees,
+          response=list[m.WorktreeOut]),
+    Route("POST", "/worktrees/prune", "Remove the clean, merged worktrees of ended sessions",
+          prune_worktrees, response=m.Pruned),
     Route("POST", "/hooks/{event}", "A Claude Code hook event from the calling agent; "
           "the answer is what the hook prints", hook, body=m.HookPayload, response=m.HookOutput,
           errors=(K.FORBIDDEN,)),

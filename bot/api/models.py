@@ -64,6 +64,8 @@ class SpawnBody(Request):
     dir: Line | None = Field(None, description="working directory; default: the caller's")
     wait: Seconds | None = Field(None, description="wake the calling agent when the new one is idle, "
                                                    "or after this many seconds (at most a week)")
+    worktree: Line | None = Field(None, description="start it in a new git worktree of the directory's "
+                                                     "repository, on this branch (\"\": sm/<name>); null: no worktree")
 
 
 class RenameBody(Request):
@@ -114,6 +116,13 @@ class ShareBody(Request):
     caption: Text = Field("", max_length=1000, description="shown under the files")
 
 
+class CostQuery(Query):
+    session: Line | None = Field(None, description="the swarm of this session (it and its descendants); "
+                                                   "default: the caller's own (the owner's: every session)")
+    since: float | None = Field(None, gt=0, le=366 * 24 * 3600, allow_inf_nan=False,
+                                description="count only model calls of the last this many seconds")
+
+
 class HookPayload(BaseModel):
     """What Claude Code sends a hook on stdin, passed on as it is."""
 
@@ -140,11 +149,23 @@ class Health(Reply):
     links: dict[str, Link] = Field(default_factory=dict,
                                    description="sm's links to the outside by name (telegram), as its doors report them")
     version: str = Field(description="the server's version (sm doctor compares it with the CLI's)")
+    transcript_bytes_read: int = Field(0, description="bytes of transcripts read for usage since start "
+                                                      "(each byte once: reads are incremental)")
 
 
 class Stopping(Reply):
     stopping: bool
     pid: int
+
+
+class Usage(Reply):
+    reported: bool = Field(description="false: the provider records no usage sm can read")
+    input: int
+    output: int
+    cache_read: int
+    cache_write: int
+    cost: float | None = Field(description="USD; null when a model's price is unknown (tokens only)")
+    models: list[str]
 
 
 class SessionOut(Reply):
@@ -163,6 +184,9 @@ class SessionOut(Reply):
     idle_reminded: int
     created_at: float
     last_activity: float
+    usage: Usage | None = Field(None, description="tokens and cost so far (in lists and status)")
+    worktree: str | None = Field(None, description="the git worktree sm made for it, while it exists")
+    branch: str | None = Field(None, description="the branch of that worktree")
 
 
 class SessionDetail(SessionOut):
@@ -202,6 +226,22 @@ class InboxSize(Reply):
     bytes: int
 
 
+class WorktreeOut(Reply):
+    session: str
+    name: str | None = Field(description="its session's name while that lives")
+    live: bool = Field(description="its session still runs in it")
+    repo: str
+    path: str
+    branch: str
+    base: str = Field(description="the branch (or commit) it came from")
+    exists: bool
+    dirty: bool | None = Field(description="uncommitted changes or untracked files (ignored files don't count)")
+    ahead: int | None
+    behind: int | None
+    merged: bool | None = Field(description="its branch is merged into its base")
+    remove: str = Field(description="the command that removes it, changes and all")
+
+
 class Status(Reply):
     you: SessionOut | Owner
     sessions: list[QueuedSession]
@@ -212,6 +252,7 @@ class Status(Reply):
     locks: list[LockOut]
     inbox: InboxSize = Field(description="files from the phone kept in the sessions' inboxes")
     links: dict[str, Link] = Field(default_factory=dict)
+    worktrees: list[WorktreeOut] = Field([], description="worktrees kept after their session ended")
 
 
 class Shared(Reply):
@@ -224,6 +265,26 @@ class ResumeOutcome(Reply):
     name: str
     resumed: bool
     error: str | None
+
+
+class CostRow(Reply):
+    id: str
+    name: str
+    provider: str
+    state: str
+    parent_id: str | None
+    usage: Usage
+
+
+class Cost(Reply):
+    root: str | None = Field(description="the session whose swarm this is; null: every session")
+    since: float | None
+    sessions: list[CostRow]
+    total: Usage
+
+
+class Pruned(Reply):
+    removed: list[WorktreeOut]
 
 
 class Queued(Reply):

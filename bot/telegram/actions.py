@@ -9,7 +9,10 @@ import time
 
 from aiogram.utils.i18n import gettext as _
 
-from bot.telegram.mirror import card_text
+import time
+from datetime import datetime
+
+from bot.telegram.mirror import card_text, spend_text
 from bot.telegram.render import STATE_ICONS, cut, esc, pre
 from bot.telegram.screenshot import render
 from core.engine import Engine
@@ -19,7 +22,26 @@ from core.sessions import Session
 
 async def status_html(engine: Engine, caller: Caller, session: Session) -> str:
     queued = (await engine.queue_counts(caller)).get(session.id, 0)
-    return card_text(session, queued)
+    return card_text(session, queued, usage=await engine.usage(caller, session.id))
+
+
+async def cost_html(engine: Engine, caller: Caller, session: Session | None) -> str:
+    """A session's swarm (it and its descendants), or, with none, every session today."""
+    if session is None:
+        midnight = datetime.now().replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
+        out = await engine.cost(caller, None, midnight)
+        title = _("Cost today, all sessions")
+    else:
+        out = await engine.cost(caller, session.id)
+        title = _("Cost of {name} and its descendants").format(name=f"<b>{esc(session.name)}</b>")
+    rows = [r for r in out["sessions"] if session is not None or r["usage"]["input"] or r["usage"]["output"]]
+    lines = [f"💰 {title}"]
+    for r in rows[:30]:
+        lines.append(f"<b>{esc(r['name'])}</b> <code>{r['id']}</code>: {esc(spend_text(r['usage']))}")
+    if len(rows) > 30:
+        lines.append(f"… ({len(rows) - 30} more)")
+    lines.append(_("Total: {spend}").format(spend=esc(spend_text(out["total"]))))
+    return "\n".join(lines)
 
 
 async def output_html(engine: Engine, caller: Caller, session: Session) -> str:
@@ -65,10 +87,11 @@ def help_html() -> str:
     return "\n".join([
         _("<b>sm</b> — your agents, one topic each."),
         _("Write in a session's topic to send it input; start with ! (or /urgent) to interrupt it."),
-        "/new [path] [prompt] — " + _("start a session"),
+        "/new [path] [--worktree] [prompt] — " + _("start a session"),
         "/list — " + _("sessions and their state"),
         "/status [id] — " + _("a session's status"),
         "/screen [id] — " + _("a picture of the session's screen"),
         "/kill [id] — " + _("kill a session"),
         "/open [id] — " + _("how to attach from a terminal"),
+        "/cost — " + _("tokens and cost: of the topic's session and its descendants, or of everything today"),
     ])

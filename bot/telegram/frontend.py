@@ -39,13 +39,14 @@ log = logging.getLogger(__name__)
 DOOR = "telegram"
 
 COMMANDS = {
-    "new": "Start a session: /new [path] [prompt]",
+    "new": "Start a session: /new [path] [--worktree[=BRANCH]] [prompt]",
     "list": "Sessions and their state",
     "status": "A session's status",
     "screen": "A picture of a session's screen",
     "kill": "Kill a session",
     "open": "How to attach from a terminal",
     "send": "Send files from the session's directory: /send <path or glob>",
+    "cost": "Tokens and cost: this topic's swarm, or everything today",
     "help": "Help",
 }
 

@@ -39,6 +39,7 @@ from core.events import (
     PermissionResolved, SessionDead, SessionErrored, SessionRenamed, SessionResumed, SessionSpawned, StateChanged,
     TurnFinished,
 )
+from core.humanize import ago, count, usd
 from core.lifecycle import Caller
 from core.state import ASKS, ReasonKind, State
 from core.sessions import Session
@@ -87,7 +88,17 @@ def clock_time(when: float) -> str:
     return time.strftime("%d %b %H:%M", moment).lstrip("0")
 
 
-def card_text(session: Session, queued: int = 0, doing: str = "") -> str:
+def spend_text(usage: dict[str, Any] | None) -> str:
+    """Tokens and cost on one line (`Engine.usage`), or that the agent reports none."""
+    if not usage or not usage.get("reported"):
+        return _("tokens not reported")
+    line = _("{input} in · {output} out · {read} cache read · {write} cache write").format(
+        input=count(usage["input"]), output=count(usage["output"]), read=count(usage["cache_read"]),
+        write=count(usage["cache_write"]))
+    return line + " · " + (usd(usage["cost"]) if usage.get("cost") is not None else _("price unknown"))
+
+
+def card_text(session: Session, queued: int = 0, doing: str = "", usage: dict[str, Any] | None = None) -> str:
     """The pinned card: a small dashboard that stays true between edits (a clock time, not "5s ago")."""
     icon = STATE_ICONS.get(session.state, "")
     lines = [f"{icon} <b>{esc(session.name)}</b> <code>{session.id}</code> · {esc(session.provider)}",
@@ -99,6 +110,8 @@ def card_text(session: Session, queued: int = 0, doing: str = "") -> str:
     lines.append(_("Directory: {dir}").format(dir=f"<code>{esc(session.workdir)}</code>"))
     if queued:
         lines.append(_("Queued messages: {n}").format(n=queued))
+    if usage is not None:
+        lines.append("💰 " + esc(spend_text(usage)))
     return "\n".join(lines)
 
 
@@ -177,9 +190,13 @@ class Mirror:
 
     async def card(self, session: Session) -> None:
         queued = (await self._engine.queue_counts(self._caller)).get(session.id, 0)
+        try:
+            usage = await self._engine.usage(self._caller, session.id)
+        except SmError:
+            usage = None
         await self._outbox.put(
             self.chat_id, "card",
-            {"html": card_text(session, queued, self.doing.get(session.id, "")),
+            {"html": card_text(session, queued, self.doing.get(session.id, ""), usage),
              "reply_markup": card_keyboard(session.id, button_labels()).model_dump(exclude_none=True)},
             session.id, coalesce=f"card:{session.id}", lane=Lane.CHATTER,
         )

@@ -1,4 +1,4 @@
-"""Slash commands: /new, /list, /status, /screen, /kill, /open, /help."""
+"""Slash commands: /new, /list, /status, /screen, /kill, /open, /cost, /help."""
 
 from __future__ import annotations
 
@@ -62,9 +62,15 @@ async def new(message: Message, command: CommandObject, tg: BotServices, caller:
                 path=esc(first), roots=esc(", ".join(str(r) for r in roots))))
             return
         workdir, prompt = found, args[len(first):].strip()
+    # /new [path] --worktree[=BRANCH] [prompt]: the child works in a git worktree of its own.
+    worktree = None
+    flag = prompt.split(maxsplit=1)[0] if prompt else ""
+    if flag == "--worktree" or flag.startswith("--worktree="):
+        worktree = flag.partition("=")[2]
+        prompt = prompt[len(flag):].strip()
     try:
         session = await tg.engine.spawn(caller, prompt, provider=tg.settings.default_provider,
-                                        workdir=str(workdir))
+                                        workdir=str(workdir), worktree=worktree)
     except SmError as exc:
         await tg.reply(message, "⚠️ " + esc(str(exc)))
         return
@@ -72,7 +78,21 @@ async def new(message: Message, command: CommandObject, tg: BotServices, caller:
         await tg.reply(message, "⚠️ " + esc(f"{session.label}: {session.state_reason}"))
         return
     await tg.reply(message, "🚀 " + _("Started {name} in {dir}; it has its own topic.").format(
-        name=f"<b>{esc(session.name)}</b> <code>{session.id}</code>", dir=f"<code>{esc(str(workdir))}</code>"))
+        name=f"<b>{esc(session.name)}</b> <code>{session.id}</code>", dir=f"<code>{esc(session.workdir)}</code>"))
+
+
+@router.message(Command("cost"))
+async def cost(message: Message, command: CommandObject, tg: BotServices, caller: Caller) -> None:
+    """In a topic (or naming a session): that swarm's cost; in the group: everything today."""
+    session = None
+    if (command.args or "").strip() or await tg.topic_session(message, caller):
+        session = await target(message, command, tg, caller)
+        if session is None:
+            return
+    try:
+        await tg.reply(message, await actions.cost_html(tg.engine, caller, session))
+    except SmError as exc:
+        await tg.reply(message, "⚠️ " + esc(str(exc)))
 
 
 @router.message(Command("list"))
