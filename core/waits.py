@@ -40,6 +40,7 @@ class Waits:
         self._timer: asyncio.Task[None] | None = None
         self._rearm = asyncio.Event()
         self._lock = asyncio.Lock()
+        self._checks: set[asyncio.Task[None]] = set()  # checks started by deliveries, kept till done
         states.on_change(self._on_state)
 
     async def start(self) -> None:
@@ -50,9 +51,10 @@ class Waits:
             await self.check(row[0])
 
     async def stop(self) -> None:
-        if self._timer:
-            self._timer.cancel()
-            await asyncio.gather(self._timer, return_exceptions=True)
+        tasks = [t for t in (self._timer, *self._checks) if t]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def add(self, waiter: Session, target: Session, seconds: float, kind: str = "wait") -> int:
         now = self._clock()
@@ -68,7 +70,14 @@ class Waits:
         await self.check(session.id)
 
     def on_delivered(self, target_id: str) -> None:
-        asyncio.get_running_loop().create_task(self.check(target_id))
+        task = asyncio.get_running_loop().create_task(self.check(target_id), name=f"waits-check-{target_id}")
+        self._checks.add(task)
+        task.add_done_callback(self._checked)
+
+    def _checked(self, task: asyncio.Task[None]) -> None:
+        self._checks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("checking the waits after a delivery failed", exc_info=task.exception())
 
     async def check(self, target_id: str) -> None:
         """Fire the waits on `target_id` whose condition holds now."""
