@@ -23,3 +23,20 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
   .venv/bin/pip install -q --upgrade pip >/dev/null 2>&1 || true
 fi
+
+# Install sm (editable) into .venv, once per change of pyproject.toml: quiet when it
+# works, the whole pip log when it does not.
+install_sm() {
+  local spec="$1" stamp=".venv/.sm-installed"
+  local want
+  want="$spec $(sha256sum pyproject.toml | cut -d' ' -f1)"
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x .venv/bin/sm-bot ]; then
+    return 0
+  fi
+  if ! .venv/bin/pip install -q -e "$spec" > .venv/pip.log 2>&1; then
+    echo "installing sm failed; pip said:" >&2
+    cat .venv/pip.log >&2
+    exit 1
+  fi
+  echo "$want" > "$stamp"
+}
