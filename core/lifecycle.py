@@ -86,9 +86,15 @@ class Lifecycle:
         self._bus = bus
         self._clock = clock
         self.sm = sm_command
-        self.claude_settings = write_claude_settings(
-            settings.state_dir / "claude-settings.json", hook_settings
-        )
+        # Files from the phone land in each session's inbox, outside its working
+        # directory. An allow rule lets Claude read them without a permission prompt;
+        # `--add-dir` would instead ask "Adding a new directory … trust it?" at every
+        # start (Claude Code 2.1.330), blocking each new agent on a dialog.
+        claude = dict(hook_settings)
+        permissions = dict(claude.get("permissions") or {})
+        permissions["allow"] = [*permissions.get("allow", []), f"Read(/{settings.inbox_dir}/**)"]
+        claude["permissions"] = permissions
+        self.claude_settings = write_claude_settings(settings.state_dir / "claude-settings.json", claude)
 
     def check_may_manage(self, caller: Caller, target: Session, verb: str) -> None:
         """An agent may kill, clear or rename itself and its descendants; the owner anything."""
@@ -115,13 +121,6 @@ class Lifecycle:
         argv[0] = program
         if provider.has_hooks and provider.name == "claude":
             argv += ["--settings", str(self.claude_settings)]
-            if env.get("SM_SESSION_ID"):
-                # Files from the phone land in the session's inbox, outside its working
-                # directory: Claude reads them there without a permission prompt.
-                inbox = self._settings.inbox_dir / env["SM_SESSION_ID"]
-                inbox.parent.mkdir(mode=0o700, exist_ok=True)
-                inbox.mkdir(mode=0o700, exist_ok=True)
-                argv += ["--add-dir", str(inbox)]
         argv += extra_args or []
         # tmux 3.3 replaces PATH with its client's even when given with -e,
         # so PATH (which must find `sm`) rides on the command line instead.

@@ -239,7 +239,7 @@ def test_messages_to_an_agent_that_exited_are_failed_and_shown(server: Server) -
     failed = [m for m in status["undelivered"] if m["text"] == "doomed message"]
     assert failed and failed[0]["status"] == "failed" and "agent exited" in failed[0]["error"]
     assert "doomed message" not in "".join(server.prompts())
-    assert "undelivered:" in server.ok("status")
+    assert "\nundelivered" in server.ok("status")
 
     refused = server.sm("send", "eng", "anyone there?")
     assert refused.returncode == 1
