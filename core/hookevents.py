@@ -10,7 +10,7 @@
 | Notification(permission_prompt)         | waiting on a human                            |
 | Stop                                    | idle (ignored while a clear is in flight)     |
 | StopFailure                             | limited (a usage/rate limit), else errored    |
-| SessionEnd (not for /clear)             | errored: the agent exited                     |
+| SessionEnd (not for /clear)             | errored: the agent exited (not when lost)     |
 """
 
 from __future__ import annotations
@@ -241,6 +241,11 @@ class HookEvents:
             case StopFailure(error=error):
                 await self._states.set(session, State.ERRORED,
                                        Reason(ReasonKind.API_ERROR, f"api error: {error}"), source=source)
+            case SessionEnd() if session.state == State.LOST:
+                # Its tmux server or session is gone: the real CLI, hung up, still runs its
+                # SessionEnd hook (reason "other"), after sm saw the loss. Lost, not errored:
+                # it stays resumable.
+                log.info("%s: its agent ended with its lost tmux session", session.label)
             case SessionEnd(reason=why) if why != "clear":
                 await self._states.set(session, State.ERRORED,
                                        Reason(ReasonKind.EXITED, f"agent exited ({why or 'ended'})"),

@@ -47,6 +47,7 @@ def make_claude_home(
     allow_bash: bool = False,
     base_url: str | None = None,
     seen_nudges: bool = True,
+    trust: tuple[Path, ...] = (),
 ) -> dict[str, str]:
     """Create ``root`` as HOME for the CLI and return the env vars to run it with.
 
@@ -54,6 +55,9 @@ def make_claude_home(
     fake server's URL is usually known only later; add it yourself then).
     ``seen_nudges=False`` leaves the home as fresh as a new user's on the
     first-run nudge (tests/test_real_claude_fresh_home.py).
+    ``trust``: more directories trusted as a user who once started Claude Code
+    there and said yes (2.1.330 asks again, at every start, about an untrusted
+    ``--add-dir``: "Adding a new directory ... No, exit / Yes, add it").
     """
     root = Path(root)
     workdir = Path(workdir).resolve()
@@ -75,6 +79,8 @@ def make_claude_home(
             }
         },
     }
+    for path in trust:
+        state["projects"][str(Path(path).resolve())] = {"hasTrustDialogAccepted": True}  # type: ignore[index]
     if not seen_nudges:
         # As a new user's home is: the first interactive start asks about auto mode.
         del state["hasSeenAutoDefaultNudge"]

@@ -20,6 +20,7 @@ import os
 import queue
 import re
 import select
+import signal
 import subprocess
 import tempfile
 import termios
@@ -340,22 +341,29 @@ class FakeAgent:
                         return
         self.draw()
         self.fire("SessionStart", source=self.start_source)
-        while self.running:
+        hung_up = []
+        # Like Claude 2.1.330: hung up (its tmux server killed), it still runs SessionEnd, reason "other".
+        signal.signal(signal.SIGHUP, lambda *_: hung_up.append(True))
+        while self.running and not hung_up:
             timeout = 0.1
             if self.esc_deadline is not None:
                 timeout = max(0.0, self.esc_deadline - time.monotonic())
-            ready = select.select([0], [], [], timeout)[0]
-            data = os.read(0, 4096) if ready else b""
+            try:
+                ready = select.select([0], [], [], timeout)[0]
+                data = os.read(0, 4096) if ready else b""
+            except OSError:
+                ready, data = [0], b""
             if ready and not data:
-                return  # terminal gone
+                hung_up.append(True)  # terminal gone
+                break
             with self.lock:
                 self.pending += data
                 self.handle(time.monotonic())
                 resized = os.isatty(1) and tuple(os.get_terminal_size(1)) != self.size
                 if data or resized:
                     self.draw()
-        # Ctrl-C exit: Claude runs SessionEnd before quitting.
-        self.fire("SessionEnd", reason="prompt_input_exit").wait(30)
+        # Ctrl-C exit (or a hang-up): Claude runs SessionEnd before quitting.
+        self.fire("SessionEnd", reason="other" if hung_up else "prompt_input_exit").wait(30)
 
 
 _saved_tty = None

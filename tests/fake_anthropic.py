@@ -10,6 +10,14 @@ a fully scriptable real agent.  The script is read from the text of the LAST
 * ``SAY+RUN: <command>``                        -> a text block, then that ``Bash`` block
   (one message of two content blocks: Claude Code writes it as two transcript lines)
 * ``SLOW <N>``                                  -> wait N seconds, then answer
+* ``HIT-LIMIT``                                  -> HTTP 429 ``rate_limit_error`` (what the API
+  answers an account over its limit; Claude Code 2.1.330 ends the turn with a
+  ``StopFailure`` hook, ``error: rate_limit``)
+
+``SLOW`` and ``HIT-LIMIT`` are read from the last text block only: after an
+unanswered turn (a lost agent resumed, a turn ended by an error) Claude Code
+sends the old prompt and the new one in one user message, and the old one's
+word must not act again.
 * anything else                                 -> text ``ok: <first 60 chars>``
 
 Side requests of the CLI (title/summary generation, quota probes, haiku calls,
@@ -103,6 +111,20 @@ def user_text(body: dict[str, Any]) -> str:
     return "\n".join(t for t in (_strip_reminders(x) for x in _block_texts(msg.get("content"))) if t)
 
 
+def last_text(body: dict[str, Any]) -> str:
+    """The user's real text in the last text block of the last ``user`` message."""
+    msg = last_user_message(body)
+    texts = [t for t in (_strip_reminders(x) for x in _block_texts(msg.get("content"))) if t] if msg else []
+    return texts[-1] if texts else ""
+
+
+LIMIT_MESSAGE = "Number of requests has exceeded your rate limit. Please try again later."
+
+
+def is_limit_request(body: dict[str, Any]) -> bool:
+    return not has_tool_result(body) and "HIT-LIMIT" in last_text(body)
+
+
 def has_tool_result(body: dict[str, Any]) -> bool:
     msg = last_user_message(body)
     content = msg.get("content") if msg else None
@@ -175,7 +197,7 @@ def scripted_reply(body: dict[str, Any]) -> tuple[Reply, float]:
         return text_reply("done"), 0.0
     text = user_text(body)
     delay = 0.0
-    m = _SLOW_RE.search(text)
+    m = _SLOW_RE.search(last_text(body))
     if m:
         delay = float(m.group(1))
     m = _AGENT_RE.search(text)
@@ -213,6 +235,8 @@ class FakeAnthropic:
         # (method, path) of paths we don't model.
         self.unknown: list[tuple[str, str]] = []
         self.responder: Responder | None = None
+        # How many requests were answered with a 429 (HIT-LIMIT).
+        self.limited = 0
         self._runner: web.AppRunner | None = None
         self._cond: asyncio.Condition | None = None
 
@@ -296,6 +320,13 @@ class FakeAnthropic:
         delay = 0.0
         if side:
             reply = text_reply("Session")
+        elif is_limit_request(body):
+            # As the API answers over a limit; x-should-retry tells the SDK not to retry.
+            self.limited += 1
+            return web.json_response(
+                {"type": "error", "error": {"type": "rate_limit_error", "message": LIMIT_MESSAGE}},
+                status=429, headers={"x-should-retry": "false", "retry-after": "5",
+                                     "request-id": "req_" + secrets.token_hex(8)})
         else:
             if self.responder is not None:
                 result = self.responder(body, user_text(body))
