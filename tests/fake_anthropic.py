@@ -7,6 +7,7 @@ a fully scriptable real agent.  The script is read from the text of the LAST
 * the message carries a ``tool_result`` block  -> text ``done`` (end_turn)
 * ``RUN: <command>`` (to the end of the line)   -> a ``Bash`` tool_use block
 * ``AGENT: <task>``                             -> an ``Agent`` tool_use block: a subagent does <task>
+* ``READ: <absolute path>``                     -> a ``Read`` tool_use block
 * ``SAY+RUN: <command>``                        -> a text block, then that ``Bash`` block
   (one message of two content blocks: Claude Code writes it as two transcript lines)
 * ``SLOW <N>``                                  -> wait N seconds, then answer
@@ -61,6 +62,7 @@ Responder = Callable[[dict[str, Any], str], Union[Reply, None, Awaitable[Union[R
 
 _RUN_RE = re.compile(r"RUN:[ \t]*(.+)")
 _SAY_RUN_RE = re.compile(r"SAY\+RUN:[ \t]*(.+)")
+_READ_RE = re.compile(r"READ:[ \t]*(\S+)")
 _AGENT_RE = re.compile(r"AGENT:[ \t]*(.+)")
 # What every main (scripted) answer reports as its usage, unless the server is
 # given other figures (`FakeAnthropic(usage=...)`, `--usage JSON`).
@@ -205,6 +207,11 @@ def scripted_reply(body: dict[str, Any]) -> tuple[Reply, float]:
         block = {"type": "tool_use", "id": "toolu_" + secrets.token_hex(12), "name": "Agent",
                  "input": {"description": "a sub task", "prompt": m.group(1).strip(),
                            "subagent_type": "general-purpose"}}
+        return ([block], "tool_use"), delay
+    m = _READ_RE.search(text)
+    if m:
+        block = {"type": "tool_use", "id": "toolu_" + secrets.token_hex(12), "name": "Read",
+                 "input": {"file_path": m.group(1)}}
         return ([block], "tool_use"), delay
     m = _SAY_RUN_RE.search(text)
     if m:

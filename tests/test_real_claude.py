@@ -107,3 +107,23 @@ def test_real_permission_dialog_is_approved_from_the_phone(server_factory, tmp_p
         server.wait_state("real", "idle", 60)
     finally:
         telegram.close()
+
+
+def test_real_claude_reads_a_file_from_its_inbox_without_a_prompt(
+        server_factory, tmp_path: Path, fake_model: tuple[str, Path]) -> None:
+    """Files from the phone land outside the agent's directory; sm's allow rule lets
+    Claude read them with no permission dialog (and no "trust this directory?" at start)."""
+    require_claude()
+    url, log = fake_model
+    env = make_claude_home(tmp_path / "home", tmp_path / "work", allow_bash=False, base_url=url)
+    server = server_factory(SM_CLAUDE_COMMAND=str(CLAUDE_BIN), **env)
+    session = server.client().request("POST", "/sessions", {"name": "reader", "dir": str(server.workdir)})
+    server.wait_state("reader", "idle", 60)
+    inbox = server.state_dir / "inbox" / session["id"]
+    inbox.mkdir(parents=True, exist_ok=True)
+    (inbox / "note.txt").write_text("the blue box is the bug 4711\n")
+    server.ok("send", "reader", f"READ: {inbox / 'note.txt'}")
+    wait_for(lambda: any("the blue box is the bug 4711" in t for t in user_texts(log)), 60, 0.2,
+             "the file's text to reach the model as the Read tool's result")
+    server.wait_state("reader", "idle", 60)
+    assert "Do you want" not in server.screen("reader")
