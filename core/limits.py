@@ -53,6 +53,15 @@ def limit_line(screen: str) -> str | None:
     return None
 
 
+def limit_notice(screen: str, transcript: str | None) -> str | None:
+    """A turn that ended on a limit with no hook to say so: the notice on the screen,
+    else in the last assistant message of the transcript (the CLI writes the API's
+    error there too, and it stays after the screen has scrolled or been redrawn)."""
+    from core.what import last_assistant_messages  # a reader of transcripts, pure
+
+    return limit_line(screen) or limit_line("\n".join(last_assistant_messages(transcript, 1)))
+
+
 def reset_time(text: str, now: float, local: dt.tzinfo | None = None) -> float | None:
     """The reset shown in `text` ("resets 3pm", "resets 3:30pm (Europe/Berlin)",
     "resets at 15:00") as the next such time after `now`; None when none is shown."""

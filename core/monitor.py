@@ -41,7 +41,7 @@ from typing import Callable
 
 from core.errors import Unavailable
 from core.events import EventBus, IdleReminder, PermissionNeeded
-from core.limits import Limits, limit_line
+from core.limits import Limits, limit_notice
 from core.providers import Provider, ScreenReading, dialog_options, get_provider
 from core.queue import MessageQueue
 from core.sessions import Session, SessionRegistry
@@ -451,7 +451,7 @@ class Monitor:
         if session.state in ("busy", "waiting") and reading.state == "idle":
             since = self._screen_idle_since.setdefault(session.id, now)
             if now - since >= LOST_STOP_AFTER:
-                notice = limit_line(screen) if session.state == State.BUSY else None
+                notice = limit_notice(screen, session.transcript_path) if session.state == State.BUSY else None
                 if notice and self._limits is not None:
                     # The turn ended on a usage limit and its StopFailure was lost.
                     log.warning("%s: turn ended on a limit with no hook: %s", session.label, notice)

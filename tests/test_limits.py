@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Callable
 from zoneinfo import ZoneInfo
 
@@ -78,3 +79,20 @@ def test_a_limited_agent_is_held_then_continued_and_its_queue_follows(
     assert len(continued) == 1  # once, with the urgent message that waited beside it
     assert continued[0] < next(i for i, p in enumerate(prompts) if "queued while limited" in p)
     server.wait_prompt(lambda p: p.startswith("[sm] eng is idle"), 20, "the wait to fire once eng is done")
+
+
+def test_a_limit_is_found_in_the_transcript_when_the_screen_has_none(tmp_path) -> None:
+    from core.limits import limit_notice
+
+    transcript = tmp_path / "t.jsonl"
+    lines = [
+        {"type": "user", "message": {"role": "user", "content": "do the thing"}},
+        {"type": "assistant", "message": {"content": [
+            {"type": "text", "text": "You've hit your limit · resets 3pm (Europe/Berlin)"}]}},
+    ]
+    transcript.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    clean_screen = "❯ \n? for shortcuts\n"
+    assert "resets 3pm" in (limit_notice(clean_screen, str(transcript)) or "")
+    transcript.write_text(json.dumps({"type": "assistant", "message": {"content": "all done"}}) + "\n")
+    assert limit_notice(clean_screen, str(transcript)) is None
+    assert limit_notice(clean_screen, None) is None
