@@ -10,7 +10,7 @@
 | Notification(permission_prompt)         | waiting on a human                            |
 | Stop                                    | idle (ignored while a clear is in flight)     |
 | StopFailure                             | limited (a usage/rate limit), else errored    |
-| SessionEnd (not for /clear)             | errored: the agent exited (not when lost)     |
+| SessionEnd (not /clear, not a hang-up)  | errored: the agent exited (not when lost)     |
 """
 
 from __future__ import annotations
@@ -246,6 +246,13 @@ class HookEvents:
                 # SessionEnd hook (reason "other"), after sm saw the loss. Lost, not errored:
                 # it stays resumable.
                 log.info("%s: its agent ended with its lost tmux session", session.label)
+            case SessionEnd(reason="other"):
+                # Claude ends this way when its terminal hangs up (its tmux server
+                # killed, a reboot) as well as on signals: whether the agent exited or
+                # its session was lost, the pane says within milliseconds (pane-died,
+                # session-closed), and the monitor decides. Deciding here could call
+                # a lost session errored and fail its queue.
+                log.info("%s: SessionEnd (other); the pane will say what happened", session.label)
             case SessionEnd(reason=why) if why != "clear":
                 await self._states.set(session, State.ERRORED,
                                        Reason(ReasonKind.EXITED, f"agent exited ({why or 'ended'})"),
