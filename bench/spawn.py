@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import (SM, BenchServer, install_guards, pct, print_table, record,  # noqa: E402
+from _harness import (SM, BenchServer, install_guards, print_table, record,  # noqa: E402
                       row, stats_ms, wait_for)
 
 N_SPAWN = 10

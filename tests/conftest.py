@@ -57,6 +57,20 @@ def holds(condition: Callable[[], Any], seconds: float, message: str = "conditio
     assert condition(), f"{message} stopped holding"
 
 
+def scripted_model(script: str, log: Path) -> Iterator[str]:
+    """A scripted model API (tests/fake_anthropic.py or tests/fake_openai.py) as its own
+    process on loopback, logging each request to `log`; yields its URL."""
+    proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / script), "--port", "0",
+                             "--log-requests", str(log)], stdout=subprocess.PIPE, text=True)
+    try:
+        url = proc.stdout.readline().strip() if proc.stdout else ""
+        assert url.startswith("http://127.0.0.1:"), url
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
 class EventStream:
     """GET /events over the real socket, read by a thread into a list."""
 

@@ -14,7 +14,7 @@ import pytest
 
 import hooks
 from bot.api.app import SPEC, build_app
-from conftest import Server, wait_for
+from conftest import Server
 from core.config import Settings
 from core.engine import Engine
 from core.store import Store

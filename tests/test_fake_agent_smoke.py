@@ -4,7 +4,6 @@ Other tests rely on the fake behaving like Claude Code (paste handling, hooks,
 busy footer), so this pins those behaviours down directly.
 """
 import json
-import os
 import shlex
 import subprocess
 import sys

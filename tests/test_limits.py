@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from conftest import Server, holds, wait_for
+from conftest import Server, holds
 from core.limits import is_limit, limit_line, reset_time, retry_at
 
 BERLIN = ZoneInfo("Europe/Berlin")

@@ -8,15 +8,13 @@ and its answers are scripted.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
 from claude_home import CLAUDE_BIN, make_claude_home, require_claude
-from conftest import Server, wait_for
+from conftest import scripted_model, Server, wait_for
 
 pytestmark = pytest.mark.claude
 
@@ -24,14 +22,8 @@ pytestmark = pytest.mark.claude
 @pytest.fixture
 def fake_model(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     log = tmp_path / "model-requests.jsonl"
-    proc = subprocess.Popen([sys.executable, str(Path(__file__).parent / "fake_anthropic.py"),
-                             "--port", "0", "--log-requests", str(log)],
-                            stdout=subprocess.PIPE, text=True)
-    url = proc.stdout.readline().strip() if proc.stdout else ""
-    assert url.startswith("http://127.0.0.1:"), url
-    yield url, log
-    proc.terminate()
-    proc.wait(10)
+    for url in scripted_model("fake_anthropic.py", log):
+        yield url, log
 
 
 def user_texts(log: Path) -> list[str]:

@@ -9,15 +9,13 @@ screen alone (core/providers.py, tested on tests/panes/codex-*).
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
 from codex_home import CODEX_BIN, make_codex_home, require_codex
-from conftest import Server, wait_for
+from conftest import scripted_model, Server, wait_for
 from fake_openai import user_text
 
 pytestmark = pytest.mark.codex
@@ -26,14 +24,8 @@ pytestmark = pytest.mark.codex
 @pytest.fixture
 def fake_model(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     log = tmp_path / "model-requests.jsonl"
-    proc = subprocess.Popen([sys.executable, str(Path(__file__).parent / "fake_openai.py"),
-                             "--port", "0", "--log-requests", str(log)],
-                            stdout=subprocess.PIPE, text=True)
-    url = proc.stdout.readline().strip() if proc.stdout else ""
-    assert url.startswith("http://127.0.0.1:"), url
-    yield url, log
-    proc.terminate()
-    proc.wait(10)
+    for url in scripted_model("fake_openai.py", log):
+        yield url, log
 
 
 def user_texts(log: Path) -> list[str]:

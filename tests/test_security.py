@@ -7,19 +7,17 @@ Each test is a regression test for a finding of the probe in the security issue.
 from __future__ import annotations
 
 import json
-import os
 import socket
 import stat
 import subprocess
 import sys
-import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Callable, Iterator
 
 import pytest
 
 from conftest import Server, holds, wait_for
-from telegram_harness import CHAT, OWNER_ID, ThreadedTelegram
+from telegram_harness import OWNER_ID, ThreadedTelegram
 
 @pytest.fixture
 def telegram() -> Iterator[ThreadedTelegram]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import time
 
-from conftest import Server, wait_for
+from conftest import Server
 
 
 def wake_for(server: Server, target: str, timeout: float = 20) -> str:

@@ -9,7 +9,6 @@ import time
 
 from aiogram.utils.i18n import gettext as _
 
-import time
 from datetime import datetime
 
 from bot.telegram.mirror import card_text, spend_text

@@ -39,7 +39,7 @@ from core.events import (
     PermissionResolved, SessionDead, SessionErrored, SessionRenamed, SessionResumed, SessionSpawned, StateChanged,
     TurnFinished,
 )
-from core.humanize import ago, count, usd
+from core.humanize import count, usd
 from core.lifecycle import Caller
 from core.state import ASKS, ReasonKind, State
 from core.sessions import Session
