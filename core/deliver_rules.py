@@ -13,8 +13,9 @@ In order:
    prompt: this is the one place a batch is confirmed).
 2. Nothing can reach an agent that exited: `Fail` everything. A lost
    session (its tmux gone) and a limited one hold everything, keys included.
-3. Answers to a dialog (`keys`) are pressed at once, and only while a dialog
-   is up.
+3. A card's one-tap keys (`toolbar`) are pressed at once, whatever the
+   state. Answers to a dialog (`keys`) are pressed at once, and only while a
+   dialog is up.
 4. A batch in flight is finished before anything new goes in: wait for its
    confirmation, then look: an empty box after our Enter means it went in
    (the hook was lost), our text still in the box means `Resume` (Enter
@@ -22,7 +23,8 @@ In order:
    went in (`Requeue`), and `max_attempts` Enters end in `Fail`.
 5. Urgent messages `Interrupt` a busy agent, then wait for its prompt.
 6. Everything else waits for idle, for a dialog to go, and for a person's
-   typing to be cleared, then a `Clear` or a `Submit`.
+   typing to be cleared, then a `Clear` or a `Submit` (a toolbar's slash
+   command, `command`, is typed alone and without a header).
 
 How text goes in (`Submit.typed`), measured with Claude Code 2.1.330 (see
 bench/delivery.py and the commit that introduced this module):
@@ -170,7 +172,7 @@ def decide(
         return Hold("nothing to deliver")
     inflight = [m for m in pending if m.status == "inflight"]
 
-    matched = [m for m in inflight if m.kind == "text" and _carried(render(m), memory.prompts)]
+    matched = [m for m in inflight if m.kind in ("text", "command") and _carried(render(m), memory.prompts)]
     if matched:
         return Delivered(matched, "hook")
     if exited:
@@ -184,6 +186,12 @@ def decide(
         return Hold("the agent is at a usage limit; holding until it resets")
     if session.pane_id is None or session.state == "starting":
         return Hold("the agent is starting")
+
+    toolbar = [m for m in pending if m.kind == "toolbar"]
+    if toolbar:
+        # A one-tap key of the card (Esc, Enter, Shift+Tab, Ctrl-C): the person
+        # pressed it knowing the screen, so it goes in at once, whatever the state.
+        return PressKeys(toolbar[0])
 
     keys = [m for m in pending if m.kind == "keys"]
     if keys:
@@ -232,6 +240,10 @@ def decide(
                     log=True)
     if batch[0].kind == "clear":
         return Clear(batch[0])
+    if batch[0].kind == "command":
+        # A slash command of the toolbar (/compact): typed as it is, with no sender
+        # header (which would make it text), and alone.
+        return Submit(batch[:1], batch[0].body, typed=True)
     text = input_text("\n\n".join(render(m) for m in batch))
     return Submit(batch, text, typed=can_type(text, provider, tuning))
 
@@ -326,15 +338,19 @@ def looks_like_ours(box: str, provider: Provider) -> bool:
     return text.startswith(("[from ", "[sm]", "[Pasted text"))
 
 
+# Kinds that go in on their own, never batched with text: a clear, a toolbar's slash command.
+ALONE = frozenset({"clear", "command"})
+
+
 def _batch(pending: list[Message], limit: int) -> list[Message]:
     """Pending messages that go in together: up to (not past) a clear, within `limit` bytes."""
-    if pending[0].kind == "clear":
+    if pending[0].kind in ALONE:
         return pending[:1]
     batch: list[Message] = []
     size = 0
     for message in pending:
         size += len(message.body.encode("utf-8"))
-        if message.kind == "clear" or (batch and size > limit):
+        if message.kind in ALONE or (batch and size > limit):
             break
         batch.append(message)
     return batch

@@ -305,6 +305,8 @@ class Delivery:
 
     def render(self, message: Message, provider: Provider) -> str:
         body = message.body
+        if message.kind == "command":
+            return body  # a slash command: a header would make it text
         size = len(body.encode("utf-8"))
         if size > self.tuning.inline_bytes:
             # Rendered again on every check of a submitted prompt: write it once.

@@ -41,7 +41,7 @@ from core.store import Store
 from core.text import check_text
 from core.transcribe import TranscriptionFailed, transcribe
 from core.tmux import Tmux
-from core.types import PaneScreen
+from core.types import TOOLBAR, PaneScreen
 from core.usage import Spend, UsageBook
 from core.waits import Waits
 from core import worktrees as wt
@@ -589,6 +589,24 @@ class Engine:
             raise Invalid(f"{target.name} has no dialog waiting for an answer now")
         return await self._queue.enqueue(target.id, keys, sender_id=caller.id, sender_label=caller.label,
                                          mode="urgent", kind="keys", origin=origin)
+
+    async def press_toolbar_key(self, caller: Caller, ref: str, key_name: str,
+                                origin: str | None = None) -> Message:
+        """A one-tap key of the session's card (core.types.TOOLBAR): its named keys, pressed
+        at once whatever the agent is doing; or its slash command, typed when the agent is idle."""
+        target = await self.session(caller, ref)
+        key = next((k for k in TOOLBAR.get(target.provider, ()) if k.name == key_name), None)
+        if key is None:
+            names = ", ".join(k.name for k in TOOLBAR.get(target.provider, ()))
+            raise Invalid(f"{target.provider} has no toolbar key {key_name!r}; it has: {names}")
+        self._lifecycle.check_may_manage(caller, target, "press keys in")
+        self._check_deliverable(target)
+        if key.text:
+            return await self._queue.enqueue(target.id, key.text, sender_id=caller.id,
+                                             sender_label=caller.label, kind="command", origin=origin)
+        return await self._queue.enqueue(target.id, " ".join(key.keys), sender_id=caller.id,
+                                         sender_label=caller.label, mode="urgent", kind="toolbar",
+                                         origin=origin)
 
     def decide_permission(self, caller: Caller, request_id: int, decision: str, by: str) -> None:
         """A person's answer to a permission prompt: allow, always (allow, with Claude's suggested rule) or deny."""

@@ -37,7 +37,7 @@ CREATE TABLE messages (
     sender_id     TEXT,                          -- a session id; NULL for the owner or sm itself
     sender_label  TEXT NOT NULL,                 -- what the recipient sees: name, 'owner', 'sm'
     mode          TEXT NOT NULL,                 -- sequential | important | urgent
-    kind          TEXT NOT NULL DEFAULT 'text',  -- text | clear
+    kind          TEXT NOT NULL DEFAULT 'text',  -- text | clear | keys (a dialog's answer) | toolbar (a card's key) | command (its slash command)
     body          TEXT NOT NULL,
     status        TEXT NOT NULL DEFAULT 'queued',-- queued | inflight | delivered | failed
     attempts      INTEGER NOT NULL DEFAULT 0,

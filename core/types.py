@@ -68,3 +68,28 @@ class PaneScreen:
     cols: int
     rows: int
     cursor: tuple[int, int] | None
+
+
+@dataclass(frozen=True)
+class ToolbarKey:
+    """A one-tap key on a session's card (`Engine.press_toolbar_key`): tmux key names
+    pressed at once, or, with `text`, a slash command typed through the queue."""
+
+    name: str                    # what the door's button sends: "esc", "enter", "mode", ...
+    keys: tuple[str, ...] = ()   # tmux key names, pressed in order, never pasted
+    text: str = ""               # typed as a message of its own, when the agent is idle
+
+
+_ESC, _ENTER = ToolbarKey("esc", ("Escape",)), ToolbarKey("enter", ("Enter",))
+# Each provider's one-tap keys, in the order the card shows them. Clear and Kill are
+# the card's own buttons (they ask first); a person's text goes through the queue.
+TOOLBAR: dict[str, tuple[ToolbarKey, ...]] = {
+    # Esc interrupts; Shift+Tab cycles Claude's permission modes (default, accept edits, plan).
+    "claude": (_ESC, _ENTER, ToolbarKey("mode", ("BTab",)), ToolbarKey("compact", text="/compact")),
+    # Codex 0.171: Esc interrupts a turn; /compact summarises the conversation.
+    "codex": (_ESC, _ENTER, ToolbarKey("compact", text="/compact")),
+    # Gemini CLI: Esc cancels; Shift+Tab toggles accepting edits; /compress is its /compact.
+    "gemini": (_ESC, _ENTER, ToolbarKey("mode", ("BTab",)), ToolbarKey("compact", text="/compress")),
+    "shell": (ToolbarKey("ctrlc", ("C-c",)), _ENTER),
+}
+assert tuple(TOOLBAR) == PROVIDER_NAMES, "every provider has its toolbar"

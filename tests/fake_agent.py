@@ -11,7 +11,8 @@ Usage: python tests/fake_agent.py [--settings FILE] [--log FILE] [--resume SESSI
 Env:   FAKE_AGENT_DIR (where transcripts go), FAKE_AGENT_STARTUP_DELAY (seconds),
        FAKE_AGENT_LIMIT_TEXT (the usage-limit notice of a prompt with "hit-limit"),
        FAKE_AGENT_SWALLOW_ENTERS (ignore this many Enters on a non-empty box, as a
-       busy terminal may).
+       busy terminal may), FAKE_AGENT_KEYLOG (a directory: every byte the terminal
+       sends is appended to <SM_SESSION_ID>.keys there, so a test sees which keys came).
 """
 import argparse
 import datetime
@@ -356,6 +357,11 @@ class FakeAgent:
             if ready and not data:
                 hung_up.append(True)  # terminal gone
                 break
+            if data and os.environ.get("FAKE_AGENT_KEYLOG"):
+                keylog = os.path.join(os.environ["FAKE_AGENT_KEYLOG"],
+                                      (os.environ.get("SM_SESSION_ID") or "agent") + ".keys")
+                with open(keylog, "ab") as f:
+                    f.write(data)
             with self.lock:
                 self.pending += data
                 self.handle(time.monotonic())

@@ -12,7 +12,9 @@ import threading
 import time
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable
+from typing import Any, AsyncIterator, Callable, Iterator
+
+import pytest
 
 from aiogram import Bot
 from aiogram.client.default import DefaultBotProperties
@@ -205,3 +207,11 @@ async def outbox_rig(tmp_path: Path) -> AsyncIterator[OutboxRig]:
             await rig.outbox.stop()
             await rig.bot.session.close()
             await store.close()
+
+
+@pytest.fixture
+def telegram() -> Iterator[ThreadedTelegram]:
+    """The fake Bot API on its own thread, with the forum group CHAT; import it into a test module."""
+    tg = ThreadedTelegram()
+    yield tg
+    tg.close()

@@ -29,7 +29,7 @@ def msg(id: int, body: str = "hi", mode: str = "sequential", kind: str = "text",
 
 
 def render(m: Message) -> str:
-    return f"[from owner] {m.body}"
+    return m.body if m.kind == "command" else f"[from owner] {m.body}"
 
 
 IDLE = ScreenReading("idle", "")
@@ -163,6 +163,22 @@ def test_everything_fails_once_the_agent_exited() -> None:
 ])
 def test_keys_are_pressed_only_while_a_dialog_is_up(state: str, reading, expected) -> None:
     assert ask(session(state), [msg(1, "2", "urgent", "keys"), msg(2)], reading) == expected
+
+
+@pytest.mark.parametrize("state, reading", [("busy", None), ("idle", None), ("waiting", None), ("errored", None)])
+def test_a_toolbar_key_is_pressed_at_once_whatever_the_agent_does(state: str, reading) -> None:
+    key = msg(3, "Escape", "urgent", "toolbar")
+    assert ask(session(state), [msg(1), msg(2, "STOP", "urgent"), key], reading) == PressKeys(key)
+
+
+def test_a_toolbar_slash_command_is_typed_alone_without_a_header_when_idle() -> None:
+    compact = msg(2, "/compact", kind="command")
+    assert ask(session("busy"), [compact]) == Hold("waiting for idle (busy)")
+    assert ask(session(), [compact, msg(3)], IDLE) == Submit([compact], "/compact", True)
+    assert ask(session(), [msg(1), compact], IDLE) == Submit([msg(1)], "[from owner] hi", True)
+    # Confirmed by the prompt the agent reports, which is the command itself.
+    inflight = replace(compact, status="inflight")
+    assert ask(session("busy"), [inflight], prompts=("/compact",)) == Delivered([inflight], "hook")
 
 
 # -- urgent -------------------------------------------------------------------------------------

@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import pytest
 
 from conftest import Server, wait_for
-from telegram_harness import CHAT, SID, ThreadedTelegram, outbox_rig, until
-
-
-@pytest.fixture
-def telegram() -> Iterator[ThreadedTelegram]:
-    tg = ThreadedTelegram()
-    yield tg
-    tg.close()
+from telegram_harness import CHAT, SID, ThreadedTelegram, outbox_rig, telegram, until  # noqa: F401 (a fixture)
 
 
 @pytest.fixture

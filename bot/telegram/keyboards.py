@@ -45,11 +45,22 @@ class SessionAction(CallbackData, prefix="s"):
     nonce: str = ""  # a Kill or Clear confirmation's one-time nonce (bot/telegram/confirmations.py)
 
 
-def card_keyboard(session_id: str, labels: dict[Action, str]) -> InlineKeyboardMarkup:
+class ToolbarPress(CallbackData, prefix="t"):
+    """A one-tap key of the card (core.types.TOOLBAR), by its name: "esc", "mode", ..."""
+
+    sid: str
+    key: str
+
+
+def card_keyboard(session_id: str, labels: dict[Action, str],
+                  keys: list[tuple[str, str]] = ()) -> InlineKeyboardMarkup:  # type: ignore[assignment]
+    """The card's one toolbar: the provider's one-tap keys (name, label) on top, then the actions."""
     builder = InlineKeyboardBuilder()
+    for name, label in keys:
+        builder.button(text=label, callback_data=ToolbarPress(sid=session_id, key=name))
     for action in ACTIONS:
         builder.button(text=labels[action], callback_data=SessionAction(action=action, sid=session_id))
-    builder.adjust(4, 3)
+    builder.adjust(*([len(keys)] if keys else []), 4, 3)
     return builder.as_markup()
 
 

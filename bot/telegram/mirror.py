@@ -42,6 +42,7 @@ from core.events import (
 from core.humanize import count, usd
 from core.lifecycle import Caller
 from core.state import ASKS, ReasonKind, State
+from core.types import TOOLBAR
 from core.sessions import Session
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,12 @@ def topic_name(session: Session) -> str:
 def button_labels() -> dict[Action, str]:
     return {Action.status: _("Status"), Action.output: _("Output"), Action.screen: _("Screen"), Action.what: _("What"),
             Action.attach: _("Attach"), Action.clear: _("Clear"), Action.kill: _("Kill")}
+
+
+def toolbar_labels(provider: str) -> list[tuple[str, str]]:
+    """The provider's one-tap keys as the card shows them: (name, label)."""
+    shown = {"esc": "⎋ Esc", "enter": "⏎ Enter", "mode": "⇧⇥ " + _("Mode"), "ctrlc": "^C"}
+    return [(key.name, shown.get(key.name, key.text or key.name)) for key in TOOLBAR.get(provider, ())]
 
 
 def clock_time(when: float) -> str:
@@ -197,7 +204,8 @@ class Mirror:
         await self._outbox.put(
             self.chat_id, "card",
             {"html": card_text(session, queued, self.doing.get(session.id, ""), usage),
-             "reply_markup": card_keyboard(session.id, button_labels()).model_dump(exclude_none=True)},
+             "reply_markup": card_keyboard(session.id, button_labels(),
+                                           toolbar_labels(session.provider)).model_dump(exclude_none=True)},
             session.id, coalesce=f"card:{session.id}", lane=Lane.CHATTER,
         )
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Awaitable, Callable
+
 from aiogram import F, Router
 from aiogram.types import CallbackQuery
 from aiogram.utils.i18n import gettext as _
@@ -13,6 +15,7 @@ from bot.telegram.keyboards import (
     DialogKey,
     PermissionDecision,
     SessionAction,
+    ToolbarPress,
     confirm_keyboard,
 )
 from bot.telegram.middlewares import person
@@ -168,17 +171,31 @@ async def permission(query: CallbackQuery, callback_data: PermissionDecision, tg
     await query.answer(_("Done"))
 
 
-@router.callback_query(DialogKey.filter())
-async def dialog_key(query: CallbackQuery, callback_data: DialogKey, tg: BotServices, caller: Caller) -> None:
-    if not await tg.is_bound(_chat(query, tg), query.message, callback_data.sid):
+async def _press(query: CallbackQuery, sid: str, tg: BotServices,
+                 press: Callable[[], Awaitable[object]]) -> None:
+    """Keys into a session's pane, from a button of that session's own message."""
+    if not await tg.is_bound(_chat(query, tg), query.message, sid):
         await query.answer(_("This button does not belong to that session."), show_alert=True)
         return
     try:
-        await tg.engine.press_keys(caller, callback_data.sid, callback_data.key, origin="telegram")
+        await press()
     except SmError as exc:
         await query.answer(str(exc), show_alert=True)
         return
     await query.answer(_("Sent"))
+
+
+@router.callback_query(DialogKey.filter())
+async def dialog_key(query: CallbackQuery, callback_data: DialogKey, tg: BotServices, caller: Caller) -> None:
+    await _press(query, callback_data.sid, tg, lambda: tg.engine.press_keys(
+        caller, callback_data.sid, callback_data.key, origin="telegram"))
+
+
+@router.callback_query(ToolbarPress.filter())
+async def toolbar_key(query: CallbackQuery, callback_data: ToolbarPress, tg: BotServices, caller: Caller) -> None:
+    """A one-tap key of the card: Esc, Enter, Shift+Tab, Ctrl-C pressed now; /compact typed when idle."""
+    await _press(query, callback_data.sid, tg, lambda: tg.engine.press_toolbar_key(
+        caller, callback_data.sid, callback_data.key, origin="telegram"))
 
 
 @router.callback_query()
