@@ -774,6 +774,15 @@ class Engine:
             out.pop()
         return "\n".join(out[-lines:])
 
+    async def attached(self, caller: Caller, ref: str) -> bool:
+        """Whether a person is attached to the session's tmux session at a terminal (sm's
+        own control-mode client aside): they see it there, so the phone need not ring."""
+        target = await self.session(caller, ref)
+        self._check_may_read(caller, target)
+        if not target.live:
+            return False
+        return await self._tmux.terminal_clients(target.tmux_session) > 0
+
     async def screen(self, caller: Caller, ref: str) -> PaneScreen:
         """A session's screen with its colours, size and cursor, for a door to draw."""
         target = await self.session(caller, ref)

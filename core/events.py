@@ -149,6 +149,16 @@ class TurnFinished(Event):
 
 
 @dataclass(kw_only=True)
+class ToolStarted(Event):
+    """The agent starts a tool (PreToolUse): what it is doing now, e.g. Bash: npm test."""
+
+    type: ClassVar[str] = "tool.started"
+    name: str
+    tool: str
+    detail: str = ""  # the command, file or pattern, cut to a line's length
+
+
+@dataclass(kw_only=True)
 class IdleReminder(Event):
     type: ClassVar[str] = "idle.reminder"
     name: str

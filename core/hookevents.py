@@ -22,7 +22,8 @@ from typing import Any, ClassVar
 
 from core.delivery import Delivery
 from core.errors import Invalid
-from core.events import EventBus, PermissionNeeded, TurnFinished
+from core.events import EventBus, PermissionNeeded, ToolStarted, TurnFinished
+from core.humanize import describe_input
 from core.limits import Limits, is_limit
 from core.permissions import Permissions
 from core.sessions import Session, SessionRegistry
@@ -31,6 +32,7 @@ from core.state import Reason, ReasonKind, State, StateMachine
 log = logging.getLogger(__name__)
 
 HUMAN_TOOLS = {"AskUserQuestion": ReasonKind.QUESTION, "ExitPlanMode": ReasonKind.PLAN}
+TOOL_DETAIL_CHARS = 200  # of a tool's command or path, in its ToolStarted event
 
 
 # -- the hook events sm understands, parsed from Claude Code's JSON ----------------
@@ -219,7 +221,12 @@ class HookEvents:
                 self._bus.publish(PermissionNeeded(
                     session=session.id, name=session.name, kind=kind, tool=tool, input=hook.tool_input,
                     options=question_options(hook.tool_input)))
-            case PreToolUse() | PostToolUse():
+            case PreToolUse(tool=tool):
+                await self._states.set(session, State.BUSY, source=source)
+                detail = " ".join(describe_input(hook.tool_input).split())
+                self._bus.publish(ToolStarted(session=session.id, name=session.name, tool=tool,
+                                              detail=detail[:TOOL_DETAIL_CHARS]))
+            case PostToolUse():
                 await self._states.set(session, State.BUSY, source=source)
             case PermissionRequest(tool=tool):
                 await self._states.set(session, State.WAITING,

@@ -1,13 +1,14 @@
 """Durations, token counts and costs as people read them ("1h07m", "12.3k", "$0.42");
 shared by the CLI and the bot.
 
-No imports beyond the standard library's `time`: the CLI imports this on
-every call.
+No imports beyond the standard library: the CLI imports this on every call.
 """
 
 from __future__ import annotations
 
+import json
 import time
+from typing import Any
 
 
 def ago(timestamp: float | None) -> str:
@@ -64,3 +65,25 @@ def duration(text: str) -> float:
     if not seconds > 0 or seconds != seconds:
         raise ValueError(f"not a duration: {text!r}")
     return seconds
+
+
+def describe_input(tool_input: Any) -> str:
+    """The part of a tool's input a person reads or decides on: the command, the file, the question."""
+    if isinstance(tool_input, dict):
+        if "command" in tool_input:
+            return str(tool_input["command"])
+        if "questions" in tool_input:
+            try:
+                return str(tool_input["questions"][0]["question"])
+            except (IndexError, KeyError, TypeError):
+                pass
+        if "plan" in tool_input:
+            return str(tool_input["plan"])
+        path = tool_input.get("file_path") or tool_input.get("notebook_path")
+        if path:
+            return str(path)
+        for key in ("pattern", "url", "query", "description", "prompt"):
+            if tool_input.get(key):
+                return str(tool_input[key])
+        return json.dumps(tool_input, ensure_ascii=False)
+    return str(tool_input or "")

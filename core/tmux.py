@@ -216,6 +216,16 @@ class Tmux:
         """Send named keys (Enter, Escape, C-c) as their own call."""
         await asyncio.to_thread(self._cmd, "send-keys", "-t", pane_id, *keys)
 
+    async def terminal_clients(self, tmux_session: str) -> int:
+        """How many terminals are attached to a session: control-mode clients (sm's own
+        monitor, `tmux -C`) are not people at a terminal and are not counted."""
+        try:
+            out = await asyncio.to_thread(self._cmd, "list-clients", "-t", tmux_session,
+                                          "-F", "#{client_control_mode}")
+        except Unavailable:
+            return 0  # no such session (any more), or no server
+        return sum(1 for line in out if line.strip() == "0")
+
     async def server_pid(self) -> int | None:
         """The pid of sm's tmux server; None when it is not running."""
         try:

@@ -476,6 +476,7 @@ class _Message:
     edits: int = 0
     deleted: bool = False
     document: dict[str, Any] | None = None
+    silent: bool = False            # sent with disable_notification: no sound on the phone
 
 
 # -- photos and reactions (the phone: screenshots, acknowledgements) ------------------------
@@ -827,6 +828,11 @@ class FakeTelegram(FileMethods, _PhoneMethods):
             out.append(self._view(msg))
         return sorted(out, key=lambda m: m["message_id"])
 
+    def service_messages(self, chat_id: int, thread_id: int) -> list[dict[str, Any]]:
+        """The service messages of a topic (created, edited, closed, reopened), oldest first."""
+        return [msg.obj for msg in sorted(self._msgs.values(), key=lambda m: m.message_id)
+                if msg.chat_id == chat_id and msg.kind == "service" and msg.thread_id == thread_id]
+
     def message(self, chat_id: int, message_id: int) -> dict[str, Any] | None:
         """The Telegram Message object as it is now (any sender), or None if gone."""
         msg = self._msgs.get((chat_id, message_id))
@@ -939,6 +945,13 @@ class FakeTelegram(FileMethods, _PhoneMethods):
             self.rejected.append((name, params, err.status, err.description))
             self._notify()
             return self._error_response(err)
+        if name.startswith("send"):
+            # Telegram rings the members' phones for a new message unless asked not to.
+            for sent in result if isinstance(result, list) else [result]:
+                if isinstance(sent, dict) and "message_id" in sent:
+                    stored = self._msgs.get((sent["chat"]["id"], sent["message_id"]))
+                    if stored is not None:
+                        stored.silent = bool(params.get("disable_notification"))
         if name != "getUpdates":
             self.calls.append((name, params))
         self._notify()
@@ -1209,7 +1222,7 @@ class FakeTelegram(FileMethods, _PhoneMethods):
                                         and obj["reply_to_message"]["message_id"] != msg.thread_id
                                         else None),
                 "document": dict(msg.document) if msg.document else None,
-                "edits": msg.edits, "date": obj["date"]}
+                "edits": msg.edits, "date": obj["date"], "silent": msg.silent}
 
     def _reply_target(self, chat: _Chat, params: dict[str, Any]) -> _Message | None:
         reply_params = params.get("reply_parameters") or {}

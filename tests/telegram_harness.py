@@ -71,6 +71,10 @@ class ThreadedTelegram:
     def texts(self, thread_id: int | None = None) -> list[str]:
         return [m["text"] or "" for m in self.messages(thread_id)]
 
+    def reactions(self, message_id: int) -> list[str] | None:
+        """The bot's reaction on a message now, as Telegram shows it."""
+        return self.do(lambda: self.fake.reactions.get((CHAT, message_id)))
+
     def wait(self, predicate: Callable[["ThreadedTelegram"], Any], timeout: float = 20,
              message: str = "the fake Telegram to see it") -> Any:
         deadline = time.monotonic() + timeout
@@ -210,8 +214,9 @@ async def outbox_rig(tmp_path: Path) -> AsyncIterator[OutboxRig]:
 
 
 @pytest.fixture
-def telegram() -> Iterator[ThreadedTelegram]:
-    """The fake Bot API on its own thread, with the forum group CHAT; import it into a test module."""
-    tg = ThreadedTelegram()
+def telegram(request: pytest.FixtureRequest) -> Iterator[ThreadedTelegram]:
+    """The fake Bot API on its own thread, with the forum group CHAT; import it into a test module.
+    A module's TELEGRAM_WINDOW_SCALE scales Telegram's windows (0.1: the group's minute is 6 s)."""
+    tg = ThreadedTelegram(window_scale=getattr(request.module, "TELEGRAM_WINDOW_SCALE", 1.0))
     yield tg
     tg.close()

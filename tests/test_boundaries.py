@@ -162,7 +162,7 @@ def door(engine, tg, caller):
 def test_the_engines_surface_is_the_contract_the_doors_are_written_against() -> None:
     contract = {
         "sessions", "session", "queue_counts", "attach_command", "output", "screen", "what", "dialog_options",
-        "send", "press_keys", "press_toolbar_key", "decide_permission", "caller_for_token", "caller_for_person",
+        "send", "press_keys", "press_toolbar_key", "attached", "decide_permission", "caller_for_token", "caller_for_person",
         "subscribe", "health", "live_count", "spawn", "kill", "rename", "children", "others",
         "status", "wait", "clear", "lock", "unlock", "lock_list", "auto_lock", "hook", "drain_spool",
         "open", "start", "stop", "settings", "owner_token", "door_store", "add_pruner", "caller_for_peer", "request_shutdown", "shutdown_requested",

@@ -13,7 +13,7 @@ from telegram_harness import CHAT, SID, ThreadedTelegram, outbox_rig, telegram, 
 
 @pytest.fixture
 def tg_server(server_factory: Callable[..., Server], telegram: ThreadedTelegram, tmp_path: Path) -> Server:
-    return server_factory(**telegram.env(SM_TELEGRAM_ALLOWED_ROOTS=str(tmp_path)))
+    return server_factory(**telegram.env(SM_TELEGRAM_ALLOWED_ROOTS=str(tmp_path), SM_TELEGRAM_CLOSE_DEAD_AFTER="0.5"))
 
 
 def spawn(server: Server, name: str, prompt: str = "") -> dict[str, Any]:
@@ -41,7 +41,7 @@ def test_text_in_a_topic_arrives_in_the_pane_and_is_acknowledged(telegram: Threa
     got = tg_server.wait_prompt(lambda p: "please refactor" in p)
     assert got == "[from owner via telegram (owner)] please refactor <the> & things"
     # Acknowledged with a reaction on the person's own message, not with messages of its own.
-    telegram.wait(lambda t: t.do(lambda: t.fake.reactions.get((CHAT, sent["message_id"]))) == ["👍"],
+    telegram.wait(lambda t: t.reactions(sent["message_id"]) == ["👍"],
                   message="the 👍 reaction")
     assert not [m for m in telegram.messages(thread) if m.get("reply_to_message_id") == sent["message_id"]]
 
@@ -307,7 +307,7 @@ def test_a_persons_message_that_fails_gets_a_thumbs_down_and_the_reason(telegram
     sent = telegram.say("are you there?", thread)
     wait_for(lambda: tg_server.session("eng")["queued"] == 1, 15, message="the message to be queued")
     tg_server.kill_agent_process("eng")
-    telegram.wait(lambda t: t.do(lambda: t.fake.reactions.get((CHAT, sent["message_id"]))) == ["👎"],
+    telegram.wait(lambda t: t.reactions(sent["message_id"]) == ["👎"],
                   message="the 👎 reaction")
     reply = telegram.wait(lambda t: next((m for m in t.messages(thread)
                                           if m.get("reply_to_message_id") == sent["message_id"]), None),

@@ -180,7 +180,8 @@ def plan(paths: list[str]) -> list[tuple[str, list[str]]]:
     return out
 
 
-async def send(bot: Bot, chat_id: int, thread: int | None, payload: dict[str, Any]) -> int | None:
+async def send(bot: Bot, chat_id: int, thread: int | None, payload: dict[str, Any],
+               silent: bool | None = None) -> int | None:
     """One planned send (a photo, a document, or an album); a file that can't be read or is
     too big becomes a line of text instead, so the outbox never retries it forever."""
     kind, paths = payload["as"], payload["paths"]
@@ -201,18 +202,21 @@ async def send(bot: Bot, chat_id: int, thread: int | None, payload: dict[str, An
     message_id: int | None = None
     if len(files) == 1:
         if kind == "photo":
-            sent = await bot.send_photo(chat_id, files[0], caption=caption, message_thread_id=thread)
+            sent = await bot.send_photo(chat_id, files[0], caption=caption, message_thread_id=thread,
+                                          disable_notification=silent)
         else:
-            sent = await bot.send_document(chat_id, files[0], caption=caption, message_thread_id=thread)
+            sent = await bot.send_document(chat_id, files[0], caption=caption, message_thread_id=thread,
+                                          disable_notification=silent)
         message_id = sent.message_id
     elif files:
         media: list[Any] = [
             (InputMediaPhoto if kind == "photo" else InputMediaDocument)(
                 media=f, caption=caption if i == 0 else None)
             for i, f in enumerate(files)]
-        album = await bot.send_media_group(chat_id, media, message_thread_id=thread)
+        album = await bot.send_media_group(chat_id, media, message_thread_id=thread, disable_notification=silent)
         message_id = album[0].message_id if album else None
     if problems:
-        sent_text = await bot.send_message(chat_id, "⚠️ " + esc("; ".join(problems)), message_thread_id=thread)
+        sent_text = await bot.send_message(chat_id, "⚠️ " + esc("; ".join(problems)), message_thread_id=thread,
+                                     disable_notification=silent)
         message_id = message_id or sent_text.message_id
     return message_id

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 
 from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
@@ -37,6 +38,8 @@ log = logging.getLogger(__name__)
 
 # The owner of this door's tables in the store (bot/telegram/migrations.sql).
 DOOR = "telegram"
+# How long a look at who is attached to a session's tmux session holds (seconds).
+ATTACHED_TTL = 3.0
 
 COMMANDS = {
     "new": "Start a session: /new [path] [--worktree[=BRANCH]] [prompt]",
@@ -76,12 +79,26 @@ class TelegramFrontEnd:
         self.outbox: Outbox | None = None
         self.mirror: Mirror | None = None
         self._polling: asyncio.Task[None] | None = None
+        self._attached_seen: dict[str, tuple[float, bool]] = {}
 
     async def _topic_name(self, session_id: str) -> str:
         try:
             return topic_name(await self.engine.session(self.caller, session_id))
         except SmError:
             return session_id
+
+    async def _attached(self, session_id: str) -> bool:
+        """Whether a person sits at the session's terminal: asked of tmux at most every few seconds."""
+        now = time.monotonic()
+        seen = self._attached_seen.get(session_id)
+        if seen is not None and now - seen[0] < ATTACHED_TTL:
+            return seen[1]
+        try:
+            value = await self.engine.attached(self.caller, session_id)
+        except SmError:
+            value = False
+        self._attached_seen[session_id] = (now, value)
+        return value
 
     async def _remember(self, item: object, message_id: int | None) -> None:
         """Mirrored messages map back to their session, so a reply to one is input to it."""
@@ -100,10 +117,11 @@ class TelegramFrontEnd:
         self.topics = Topics(store)
         self.engine.add_pruner(DOOR, functools.partial(retention.prune, store))
         self.prompts = PermissionPrompts(store)
-        self.outbox = Outbox(store, self.bot, self.topics, self.limiter, self._topic_name)
+        self.outbox = Outbox(store, self.bot, self.topics, self.limiter, self._topic_name,
+                             attached=self._attached)
         self.outbox.on_sent.append(self._remember)
         self.mirror = Mirror(self.engine, self.caller, self.outbox, self.topics, self.prompts,
-                             settings.chat_id or 0, self.i18n, self.background)
+                             settings.chat_id or 0, self.i18n, self.background, settings)
         self.dp = Dispatcher(tg=BotServices(self.engine, self.outbox, self.topics, self.mirror,
                                             self.prompts, self.background, settings))
         self.dp.update.outer_middleware(AllowList(settings.allowed_chats(), settings.allowed_users(),

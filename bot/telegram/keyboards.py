@@ -24,7 +24,11 @@ class Action(str, Enum):
     attach = "attach"
     clear = "clear"
     kill = "kill"
+    live = "live"        # a self-updating screenshot (bot/telegram/live.py)
+    notify = "notify"    # cycles the topic's notifications: all, actionable only, muted
+    verbose = "verbose"  # the topic's tool calls posted, or not
     resume = "resume"  # on a lost session's message, not on the card
+    reopen = "reopen"  # on /list, for a dead session's closed topic
 
 
 class Decision(str, Enum):
@@ -35,7 +39,9 @@ class Decision(str, Enum):
     deny = "deny"
 
 
-ACTIONS = tuple(a for a in Action if a != Action.resume)  # the card's buttons
+# The card's buttons, in rows of 4, 3 and 3 (under the provider's one-tap keys).
+ACTIONS = (Action.status, Action.output, Action.screen, Action.what, Action.live, Action.notify, Action.verbose,
+           Action.attach, Action.clear, Action.kill)
 CONFIRM_FIRST = frozenset({Action.clear, Action.kill})
 
 
@@ -60,7 +66,7 @@ def card_keyboard(session_id: str, labels: dict[Action, str],
         builder.button(text=label, callback_data=ToolbarPress(sid=session_id, key=name))
     for action in ACTIONS:
         builder.button(text=labels[action], callback_data=SessionAction(action=action, sid=session_id))
-    builder.adjust(*([len(keys)] if keys else []), 4, 3)
+    builder.adjust(*([len(keys)] if keys else []), 4, 3, 3)
     return builder.as_markup()
 
 
@@ -77,16 +83,20 @@ def confirm_keyboard(action: Action, session_id: str, nonce: str, yes: str, no: 
     return builder.as_markup()
 
 
-def list_keyboard(sessions: list[tuple[str, str]], link: dict[str, str]) -> InlineKeyboardMarkup | None:
-    """One button per session: a link to its topic where there is one."""
+def list_keyboard(sessions: list[tuple[str, str]], link: dict[str, str],
+                  closed: list[tuple[str, str]] = ()) -> InlineKeyboardMarkup | None:  # type: ignore[assignment]
+    """One button per session: a link to its topic where there is one; then one to reopen
+    each closed topic of a dead session."""
     builder = InlineKeyboardBuilder()
     for session_id, label in sessions:
         if session_id in link:
             builder.button(text=label, url=link[session_id])
         else:
             builder.button(text=label, callback_data=SessionAction(action=Action.status, sid=session_id))
+    for session_id, label in closed:
+        builder.button(text=label, callback_data=SessionAction(action=Action.reopen, sid=session_id))
     builder.adjust(1)
-    return builder.as_markup() if sessions else None
+    return builder.as_markup() if sessions or closed else None
 
 
 class PermissionDecision(CallbackData, prefix="p"):

@@ -97,3 +97,14 @@ def foldable(item: Pending) -> bool:
 def to_fold(items: Sequence[P], pressed: bool) -> list[P]:
     """Under pressure (no room outside the reserve now), every foldable chatter text."""
     return [item for item in items if foldable(item)] if pressed else []
+
+
+NOTIFY_MODES = ("all", "actionable", "muted")  # a topic's, cycled by its card's button
+
+
+def silent(notify: str, lane: int, attached: bool) -> bool:
+    """Whether a message goes without a sound: always while a person sits at the session's
+    terminal, or when the topic is muted; in "actionable" mode, all but what needs you."""
+    if attached or notify == "muted":
+        return True
+    return notify == "actionable" and lane != Lane.ACTIONABLE

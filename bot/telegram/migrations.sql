@@ -81,3 +81,13 @@ CREATE TABLE shown (
     digest      TEXT NOT NULL,
     PRIMARY KEY (chat_id, message_id)
 );
+
+-- migration 4: the topic you tune: its title, its notifications, its verbosity, its closing
+
+-- How the topic notifies (a card button cycles it): all; actionable (only what
+-- needs you rings, the rest is sent silently); muted (everything silent).
+ALTER TABLE topics ADD COLUMN notify TEXT NOT NULL DEFAULT 'all';
+-- The topic's own verbose choice (tool calls posted): NULL follows SM_TELEGRAM_VERBOSE.
+ALTER TABLE topics ADD COLUMN verbose INTEGER;
+-- When the title was last changed, so it changes at most once per rename_interval.
+ALTER TABLE topics ADD COLUMN renamed_at REAL;

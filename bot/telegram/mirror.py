@@ -13,7 +13,6 @@ post nothing else. A person's own message is acknowledged with a reaction on it.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from typing import Any
@@ -31,15 +30,17 @@ from bot.telegram.markdown import head
 from bot.telegram.outbox import Outbox
 from bot.telegram.prompts import RESTARTED, PermissionPrompts, Prompt, outcome_text
 from bot.telegram.render import STATE_ICONS, cut, esc
-from bot.telegram.topics import Topics
+from bot.telegram.settings import TelegramSettings
+from bot.telegram.titles import Titles, title, topic_name
+from bot.telegram.topics import Topic, Topics
 from core.engine import Engine
 from core.errors import SmError
 from core.events import (
     Event, FilesShared, IdleReminder, MessageDelivered, MessageFailed, MessageQueued, PermissionNeeded,
     PermissionResolved, SessionDead, SessionErrored, SessionRenamed, SessionResumed, SessionSpawned, StateChanged,
-    TurnFinished,
+    ToolStarted, TurnFinished,
 )
-from core.humanize import count, usd
+from core.humanize import count, describe_input, usd
 from core.lifecycle import Caller
 from core.state import ASKS, ReasonKind, State
 from core.types import TOOLBAR
@@ -50,35 +51,17 @@ log = logging.getLogger(__name__)
 # Telegram's reaction emoji (only its own list is accepted: no ⏳, no ✅).
 DELIVERED = "👍"
 NOT_DELIVERED = "👎"
+STILL_BUSY = "👀"  # the agent is busy and the message waits for it
 ANSWER_CHARS = 3900  # an answer's head in its message; the whole text goes as a .md file
 
 
-def describe_input(tool_input: Any) -> str:
-    """The part of a tool's input a person decides on: the command, the file, the question."""
-    if isinstance(tool_input, dict):
-        if "command" in tool_input:
-            return str(tool_input["command"])
-        if "questions" in tool_input:
-            try:
-                return str(tool_input["questions"][0]["question"])
-            except (IndexError, KeyError, TypeError):
-                pass
-        if "plan" in tool_input:
-            return str(tool_input["plan"])
-        path = tool_input.get("file_path") or tool_input.get("notebook_path")
-        if path:
-            return str(path)
-        return json.dumps(tool_input, ensure_ascii=False)
-    return str(tool_input or "")
-
-
-def topic_name(session: Session) -> str:
-    return f"{session.name} · {session.id}"
-
-
-def button_labels() -> dict[Action, str]:
+def button_labels(notify: str = "all", verbose: bool = False, live: bool = False) -> dict[Action, str]:
+    """The card's buttons; the last three show the topic's own settings, which a tap changes."""
+    modes = {"all": "🔔 " + _("All"), "actionable": "🔕 " + _("Actionable only"), "muted": "🔇 " + _("Muted")}
     return {Action.status: _("Status"), Action.output: _("Output"), Action.screen: _("Screen"), Action.what: _("What"),
-            Action.attach: _("Attach"), Action.clear: _("Clear"), Action.kill: _("Kill")}
+            Action.attach: _("Attach"), Action.clear: _("Clear"), Action.kill: _("Kill"),
+            Action.live: ("⏹ " if live else "📺 ") + _("Live"), Action.notify: modes.get(notify, modes["all"]),
+            Action.verbose: "🔧 " + (_("Tools: on") if verbose else _("Tools: off"))}
 
 
 def toolbar_labels(provider: str) -> list[tuple[str, str]]:
@@ -129,7 +112,7 @@ def first_line(text: str) -> str:
 class Mirror:
     def __init__(self, engine: Engine, caller: Caller, outbox: Outbox, topics: Topics,
                  prompts: PermissionPrompts, chat_id: int, i18n: I18n, background: Background,
-                 dialog_delay: float = 1.5) -> None:
+                 settings: TelegramSettings | None = None, dialog_delay: float = 1.5) -> None:
         self._engine = engine
         self._caller = caller  # the owner, whom the mirror shows everything
         self._outbox = outbox
@@ -139,10 +122,14 @@ class Mirror:
         self._i18n = i18n
         self._background = background
         self._dialog_delay = dialog_delay
+        self.settings = settings or TelegramSettings.model_construct()
+        self.titles = Titles(outbox, topics, chat_id, background, self._session, self.settings.rename_interval)
+        self.live_sessions: set[str] = set()  # sessions with a Live view running (bot/telegram/live.py)
+        self.on_state: list[Any] = []  # called with each StateChanged (the Live view listens)
         self._task: asyncio.Task[None] | None = None
         # A person's Telegram messages waiting for their reaction: queued message id -> Telegram message id.
         self.acks: dict[int, int] = {}
-        # What each session did last, for its card: the first line of its last answer.
+        # What each session is doing, for its card: its current tool, or the first line of its last answer.
         self.doing: dict[str, str] = {}
 
     async def start(self) -> None:
@@ -157,7 +144,12 @@ class Mirror:
             await asyncio.gather(self._task, return_exceptions=True)
 
     async def _adopt(self) -> None:
-        """Every live session has an open topic; reopen the topics of adopted ones."""
+        """Every live session has an open topic; reopen the topics of adopted ones; the open
+        topics of sessions that died meanwhile close in their time."""
+        live = {s.id for s in self._engine.sessions(self._caller)}
+        for topic in await self._topics.in_chat(self.chat_id):
+            if not topic.closed and topic.session_id not in live:
+                self._close_later(topic.session_id)
         with self._i18n.context():
             for session in self._engine.sessions(self._caller):
                 topic = await self._topics.get(session.id)
@@ -195,26 +187,41 @@ class Mirror:
                                    {"content": full_text, "filename": filename}, session_id, lane=lane)
         return item
 
+    def verbose(self, topic: Topic | None) -> bool:
+        """Whether the topic shows tool calls: its own choice, else the setting."""
+        if topic is not None and topic.verbose is not None:
+            return bool(topic.verbose)
+        return self.settings.verbose
+
     async def card(self, session: Session) -> None:
         queued = (await self._engine.queue_counts(self._caller)).get(session.id, 0)
         try:
             usage = await self._engine.usage(self._caller, session.id)
         except SmError:
             usage = None
+        topic = await self._topics.get(session.id)
+        labels = button_labels(topic.notify if topic else "all", self.verbose(topic), session.id in self.live_sessions)
         await self._outbox.put(
             self.chat_id, "card",
             {"html": card_text(session, queued, self.doing.get(session.id, ""), usage),
-             "reply_markup": card_keyboard(session.id, button_labels(),
+             "reply_markup": card_keyboard(session.id, labels,
                                            toolbar_labels(session.provider)).model_dump(exclude_none=True)},
             session.id, coalesce=f"card:{session.id}", lane=Lane.CHATTER,
         )
+
+    async def _still_busy(self, session_id: str, message_id: int) -> None:
+        await asyncio.sleep(self.settings.busy_reaction_after)
+        telegram_message = self.acks.get(message_id)  # gone once delivered, or failed
+        session = await self._session(session_id)
+        if telegram_message is not None and session is not None and session.state in (State.BUSY, State.WAITING):
+            await self._react(session, telegram_message, STILL_BUSY)
 
     async def _react(self, session: Session, telegram_message: int, emoji: str) -> None:
         await self._outbox.put(self.chat_id, "reaction", {"message_id": telegram_message, "emoji": emoji},
                                session.id, lane=Lane.CHATTER)
 
     async def _new_topic(self, session: Session) -> None:
-        await self._topics.ensure(session.id, self.chat_id, topic_name(session))
+        await self._topics.ensure(session.id, self.chat_id, title(session))
         await self._outbox.put(self.chat_id, "topic", {"action": "create"}, session.id, lane=Lane.CHATTER)
         await self.card(session)
 
@@ -222,7 +229,7 @@ class Mirror:
     # checks that together they cover every event the engine publishes.
     SHOWS = (SessionSpawned, SessionRenamed, MessageQueued, MessageDelivered, MessageFailed,
              TurnFinished, StateChanged, IdleReminder, PermissionNeeded, PermissionResolved, FilesShared,
-             SessionResumed)
+             SessionResumed, ToolStarted)
     IGNORES = (
         SessionErrored,  # StateChanged to errored already says it, with the reason
         SessionDead,     # likewise for dead
@@ -243,9 +250,10 @@ class Mirror:
                 await self.text(session.id, "🚀 " + _("Spawned by {who} in {dir}").format(
                     who=who, dir=f"<code>{esc(session.workdir)}</code>"), lane=Lane.CHATTER)
             case SessionRenamed():
-                await self._outbox.put(self.chat_id, "topic", {"action": "rename", "name": topic_name(session)},
-                                       session.id, lane=Lane.CHATTER)
+                await self.titles.update(session)
                 await self.card(session)
+            case ToolStarted(tool=tool, detail=detail):
+                await self._tool(session, tool, detail)
             case MessageQueued():
                 await self._queued(session, event)
             case MessageDelivered(messages=ids):
@@ -299,9 +307,30 @@ class Mirror:
         html, was_cut = head(answer, ANSWER_CHARS)
         await self.text(session.id, "🤖 " + html, answer if was_cut else None, f"{session.name}-answer.md")
 
-    async def _state_changed(self, session: Session, event: StateChanged) -> None:
-        """The card shows every state; only what needs the person is also a message."""
+    async def _tool(self, session: Session, tool: str, detail: str) -> None:
+        """The card says what the agent does now; in verbose topics, each tool call is a line too."""
+        self.doing[session.id] = "🔧 " + (f"{tool}: {detail}" if detail else tool)
         await self.card(session)
+        if self.verbose(await self._topics.get(session.id)):
+            shown = f": <code>{esc(cut(detail, 300)[0])}</code>" if detail else ""
+            await self.text(session.id, f"🔧 <b>{esc(tool)}</b>{shown}", lane=Lane.CHATTER)
+
+    def _close_later(self, session_id: str) -> None:
+        self._background.start(self._close_when_due(session_id), f"closing the topic of {session_id}")
+
+    async def _close_when_due(self, session_id: str) -> None:
+        """A dead session's topic stays open a while (its last words are read there), then closes."""
+        await asyncio.sleep(self.settings.close_dead_after)
+        session = await self._session(session_id)
+        if session is None or session.state == State.DEAD:
+            await self._outbox.put(self.chat_id, "topic", {"action": "close"}, session_id, lane=Lane.CHATTER)
+
+    async def _state_changed(self, session: Session, event: StateChanged) -> None:
+        """The card shows every state, the title what needs you; only that is also a message."""
+        for listener in self.on_state:
+            await listener(session, event)
+        await self.card(session)
+        await self.titles.update(session)
         reason = f": {esc(event.reason.text)}" if event.reason and event.reason.text else ""
         match event.state:
             case State.WAITING if not (event.reason and event.reason.kind in ASKS):
@@ -315,7 +344,7 @@ class Mirror:
                 await self._offer_resume(session, event.reason.text if event.reason else "")
             case State.DEAD:
                 await self.text(session.id, "💀 " + _("dead") + reason, lane=Lane.ACTIONABLE)
-                await self._outbox.put(self.chat_id, "topic", {"action": "close"}, session.id, lane=Lane.CHATTER)
+                self._close_later(session.id)
 
     async def _offer_resume(self, session: Session, reason: str) -> None:
         """A lost session's topic says so, with a Resume button (sm resume from the phone)."""
@@ -399,7 +428,11 @@ class Mirror:
                             lane=Lane.CHATTER)
             return
         if event.origin == "telegram":
-            return  # the person's own input: acknowledged where they typed it
+            # The person's own input: acknowledged where they typed it, with 👍 once it
+            # goes in, and with 👀 first if the agent keeps it waiting long.
+            if event.kind == "text" and target.state in (State.BUSY, State.WAITING):
+                self._background.start(self._still_busy(target.id, event.message), f"👀 for message {event.message}")
+            return
         # An agent is named with its id (names can be chosen to look like anyone); people by name.
         sender = f"{event.sender_label} ({event.sender})" if event.sender else event.sender_label
         arrow = f"<b>{esc(sender)} → {esc(target.name)}</b>"

@@ -43,7 +43,7 @@ from aiogram.exceptions import (
 from aiogram.types import BufferedInputFile, InlineKeyboardMarkup, InputMediaPhoto, ReactionTypeEmoji
 
 from bot.telegram import files
-from bot.telegram.lanes import JOINER, TEXT_LIMIT, Lane, next_batch, to_fold, uses_reserve
+from bot.telegram.lanes import JOINER, TEXT_LIMIT, Lane, next_batch, silent, to_fold, uses_reserve
 from bot.telegram.ratelimit import RateLimiter
 from bot.telegram.render import cut, esc, plain
 from bot.telegram.topics import Topics
@@ -91,8 +91,10 @@ class Outbox:
         topic_name: Callable[[str], Awaitable[str]],
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        attached: Callable[[str], Awaitable[bool]] | None = None,
     ) -> None:
         self._store = store
+        self._attached = attached  # whether a person sits at the session's terminal now
         self._bot = bot
         self._topics = topics
         self._limiter = limiter
@@ -367,12 +369,21 @@ class Outbox:
             return created.message_thread_id
         return None if topic.thread_id == NO_TOPIC else topic.thread_id
 
+    async def _silent(self, item: Item) -> bool | None:
+        """disable_notification for a new message of this item: True, or None (rings)."""
+        if not item.session_id:
+            return None
+        topic = await self._topics.get(item.session_id)
+        attached = bool(self._attached and await self._attached(item.session_id))
+        return silent(topic.notify if topic else "all", item.lane, attached) or None
+
     async def _send(self, batch: list[Item]) -> int | None:
         item = batch[0]
         payload = item.payload
         if item.kind == "topic":
             return await self._topic_action(item)
         thread = await self._thread(item)
+        quiet = await self._silent(item) if item.kind in ("text", "document", "files", "photo") else None
         markup = InlineKeyboardMarkup.model_validate(payload["reply_markup"]) if payload.get("reply_markup") else None
         if item.kind == "text":
             html = JOINER.join(i.payload["html"] for i in batch)
@@ -382,7 +393,7 @@ class Outbox:
             sent = await self._bot.send_message(
                 item.chat_id, html, message_thread_id=thread,
                 reply_markup=markup, reply_to_message_id=reply_to,
-                allow_sending_without_reply=True if reply_to else None,
+                allow_sending_without_reply=True if reply_to else None, disable_notification=quiet,
             )
             await self._shows(item.chat_id, sent.message_id, html, payload.get("reply_markup"))
             return sent.message_id
@@ -399,13 +410,13 @@ class Outbox:
             sent_doc = await self._bot.send_document(
                 item.chat_id,
                 BufferedInputFile(payload["content"].encode("utf-8"), filename=payload["filename"]),
-                caption=payload.get("caption"), message_thread_id=thread,
+                caption=payload.get("caption"), message_thread_id=thread, disable_notification=quiet,
             )
             return sent_doc.message_id
         if item.kind == "card":
             return await self._card(item, thread, markup)
         if item.kind == "files":
-            return await files.send(self._bot, item.chat_id, thread, payload)
+            return await files.send(self._bot, item.chat_id, thread, payload, quiet)
         if item.kind == "reaction":
             await self._bot.set_message_reaction(item.chat_id, payload["message_id"],
                                                  reaction=[ReactionTypeEmoji(emoji=payload["emoji"])])
@@ -418,7 +429,8 @@ class Outbox:
                     chat_id=item.chat_id, message_id=payload["message_id"], reply_markup=markup)
                 return int(payload["message_id"])
             sent_photo = await self._bot.send_photo(item.chat_id, photo, caption=payload.get("caption"),
-                                                    message_thread_id=thread, reply_markup=markup)
+                                                    message_thread_id=thread, reply_markup=markup,
+                                                    disable_notification=quiet)
             return sent_photo.message_id
         raise ValueError(f"unknown outbox kind {item.kind}")
 
@@ -433,7 +445,7 @@ class Outbox:
             await self._shows(item.chat_id, topic.card_message_id, html, shown_markup)
             return topic.card_message_id
         sent = await self._bot.send_message(item.chat_id, html, message_thread_id=thread,
-                                            reply_markup=markup)
+                                            reply_markup=markup, disable_notification=await self._silent(item))
         await self._shows(item.chat_id, sent.message_id, html, shown_markup)
         if item.session_id:
             await self._topics.update(item.session_id, card_message_id=sent.message_id)
@@ -456,6 +468,7 @@ class Outbox:
             if action == "rename":
                 await self._topics.update(topic.session_id, name=item.payload["name"])
                 await self._bot.edit_forum_topic(item.chat_id, topic.thread_id, name=item.payload["name"][:128])
+                await self._topics.update(topic.session_id, renamed_at=self._clock())  # bot/telegram/titles.py
             elif action == "close":
                 await self._bot.close_forum_topic(item.chat_id, topic.thread_id)
                 await self._topics.update(topic.session_id, closed=1)

@@ -61,6 +61,22 @@ class TelegramSettings(SmSettings):
     # deaths): conversation and chatter never use them.
     actionable_reserve: int = 5
 
+    # A topic's title carries an emoji while its session needs you (waiting, limited,
+    # errored, lost, dead). Each rename posts "topic edited" into the topic, so at most
+    # one per topic per this many seconds; the latest state wins.
+    rename_interval: float = Field(60.0, ge=0)
+    # Post each tool call of the agents as it starts ("🔧 Bash: npm test"), coalesced;
+    # off by default. A topic's card can turn it on or off for that topic alone.
+    verbose: bool = False
+    # The topic of a dead session closes after this many seconds; /list reopens it.
+    close_dead_after: float = Field(600.0, ge=0)
+    # Live screenshots: the photo is replaced at most this often (seconds), only when the
+    # screen changed, and the view stops after live_max seconds (or when the agent is idle).
+    live_interval: float = Field(5.0, gt=0)
+    live_max: float = Field(300.0, gt=0)
+    # A person's message waits while its agent is busy: after this many seconds it gets 👀.
+    busy_reaction_after: float = Field(30.0, ge=0)
+
     # Telegram unreachable: retry getMe and polling with backoff up to this many seconds.
     retry_max: float = 60.0
     # A token Telegram refuses (401): ask again this often (seconds), in case it is fixed.

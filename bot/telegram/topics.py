@@ -16,6 +16,9 @@ class Topic:
     card_message_id: int | None
     closed: int
     note: str | None = None  # the latest chatter folded into the card (bot/telegram/lanes.py)
+    notify: str = "all"  # all | actionable | muted (bot/telegram/lanes.py: silent)
+    verbose: int | None = None  # this topic's own verbose choice; None: the setting's
+    renamed_at: float | None = None
 
 
 class Topics:
@@ -25,6 +28,10 @@ class Topics:
     async def get(self, session_id: str) -> Topic | None:
         row = await self._store.fetchone("SELECT * FROM topics WHERE session_id = ?", (session_id,))
         return Topic(**dict(row)) if row else None
+
+    async def in_chat(self, chat_id: int) -> list[Topic]:
+        rows = await self._store.fetchall("SELECT * FROM topics WHERE chat_id = ? ORDER BY rowid", (chat_id,))
+        return [Topic(**dict(row)) for row in rows]
 
     async def by_thread(self, chat_id: int, thread_id: int) -> Topic | None:
         row = await self._store.fetchone(

@@ -18,7 +18,9 @@ from bot.telegram.keyboards import (
     ToolbarPress,
     confirm_keyboard,
 )
+from bot.telegram.lanes import NOTIFY_MODES, Lane
 from bot.telegram.middlewares import person
+from bot.telegram.mirror import button_labels
 from bot.telegram.prompts import EXPIRED, outcome_text
 from bot.telegram.render import esc
 from bot.telegram.services import BotServices
@@ -32,7 +34,7 @@ router = Router(name="buttons")
 async def _session(query: CallbackQuery, data: SessionAction, tg: BotServices, caller: Caller) -> Session | None:
     """The button's session; an alert instead when it is gone, or when the button
     is not on a message of that session (forged or copied callback data)."""
-    if data.action != Action.status and not await tg.is_bound(_chat(query, tg), query.message, data.sid):
+    if data.action not in (Action.status, Action.reopen) and not await tg.is_bound(_chat(query, tg), query.message, data.sid):
         await query.answer(_("This button does not belong to that session."), show_alert=True)
         return None
     try:
@@ -125,6 +127,41 @@ async def attach(query: CallbackQuery, callback_data: SessionAction, tg: BotServ
     if session:
         await query.answer()
         await tg.post(_chat(query, tg), session, await actions.attach_html(tg.engine, caller, session))
+
+
+def next_mode(notify: str) -> str:
+    return NOTIFY_MODES[(NOTIFY_MODES.index(notify) + 1) % len(NOTIFY_MODES)] if notify in NOTIFY_MODES \
+        else NOTIFY_MODES[0]
+
+
+@router.callback_query(SessionAction.filter(F.action.in_({Action.notify, Action.verbose})))
+async def topic_setting(query: CallbackQuery, callback_data: SessionAction, tg: BotServices, caller: Caller) -> None:
+    """The topic's own settings, changed by a tap: its notifications cycled (all, actionable
+    only, muted), or its tool calls posted or not. The card's button then shows the new one."""
+    session = await _session(query, callback_data, tg, caller)
+    topic = await tg.topics.get(callback_data.sid) if session else None
+    if session is None or topic is None:
+        return
+    if callback_data.action == Action.notify:
+        mode = next_mode(topic.notify)
+        await tg.topics.update(session.id, notify=mode)
+        label = button_labels(notify=mode)[Action.notify]
+    else:
+        on = not tg.mirror.verbose(topic)
+        await tg.topics.update(session.id, verbose=int(on))
+        label = button_labels(verbose=on)[Action.verbose]
+    await query.answer(label)
+    await tg.mirror.card(session)
+
+
+@router.callback_query(SessionAction.filter(F.action == Action.reopen))
+async def reopen(query: CallbackQuery, callback_data: SessionAction, tg: BotServices, caller: Caller) -> None:
+    """A dead session's closed topic, opened again to read (from /list)."""
+    session = await _session(query, callback_data, tg, caller)
+    if session is None:
+        return
+    await tg.outbox.put(_chat(query, tg), "topic", {"action": "reopen"}, session.id, lane=Lane.CHATTER)
+    await query.answer(_("Reopening the topic of {name}").format(name=session.name))
 
 
 @router.callback_query(SessionAction.filter(F.action == Action.resume))

@@ -105,7 +105,10 @@ async def list_(message: Message, tg: BotServices, caller: Caller) -> None:
             link = tg.topic_link(topic.chat_id, topic.thread_id)
             if link:
                 links[s.id] = link
-    markup = list_keyboard([(s.id, f"{s.name} · {s.state}") for s in sessions], links)
+    live = {s.id for s in sessions}
+    closed = [(t.session_id, "↩ " + _("Reopen {name}").format(name=t.name)) for t in
+              await tg.topics.in_chat(message.chat.id) if t.closed and t.session_id not in live][-10:]
+    markup = list_keyboard([(s.id, f"{s.name} · {s.state}") for s in sessions], links, closed)
     await tg.reply(message, actions.list_html(sessions), markup)
 
 
