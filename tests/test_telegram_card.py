@@ -32,7 +32,7 @@ def tg_server(server_factory: Callable[..., Server], telegram: ThreadedTelegram,
                           FAKE_AGENT_KEYLOG=str(keylog),
                           SM_SHELL_COMMAND=f"{sys.executable} {FAKE_AGENT}",
                           SM_TELEGRAM_RENAME_INTERVAL="3", SM_TELEGRAM_CLOSE_DEAD_AFTER="1",
-                          SM_TELEGRAM_BUSY_REACTION_AFTER="1")
+                          SM_TELEGRAM_BUSY_REACTION_AFTER="1", SM_TELEGRAM_LIVE_INTERVAL="0.5")
 
 
 def keys_of(keylog: Path, session: dict[str, Any]) -> bytes:
@@ -252,3 +252,39 @@ def test_a_message_kept_waiting_by_a_busy_agent_gets_eyes_then_a_thumbs_up(teleg
     tg_server.wait_prompt(lambda p: "after that, this" in p)
     telegram.wait(lambda t: t.reactions(sent["message_id"]) == ["👍"],
                   message="the 👍 reaction")
+
+
+# -- Live ---------------------------------------------------------------------------------------
+
+
+def photos(telegram: ThreadedTelegram, thread: int) -> list[dict[str, Any]]:
+    return [m for m in telegram.messages(thread) if telegram.do(lambda: telegram.fake.photo(CHAT, m["message_id"]))]
+
+
+def test_live_replaces_the_photo_as_the_screen_changes_and_stops_on_idle(telegram: ThreadedTelegram,
+                                                                          tg_server: Server) -> None:
+    import subprocess
+
+    session = tg_server.spawn_agent("eng", "long job sleep 8", dir=str(tg_server.workdir))
+    thread = telegram.topic_of(session)
+    tg_server.wait_state("eng", "busy")
+    pane = tg_server.session("eng")["pane_id"]
+
+    def type_in_pane(text: str) -> None:  # a person at the terminal: the screen changes
+        subprocess.run(["tmux", "-L", tg_server.socket, "send-keys", "-t", pane, "-l", text], check=True)
+
+    tap(telegram, thread, "📺 Live")
+    telegram.button(thread, "⏹ Live")  # the card says a view runs
+    photo = telegram.wait(lambda t: next(iter(photos(t, thread)), None), message="the live photo")
+    first = telegram.do(lambda: telegram.fake.photo(CHAT, photo["message_id"]))
+    type_in_pane("changing the screen")
+    telegram.wait(lambda t: t.do(lambda: t.fake.photo(CHAT, photo["message_id"])) != first,
+                  message="the photo replaced by the new screen")
+    assert len(photos(telegram, thread)) == 1  # the same message, replaced
+    tg_server.wait_state("eng", "idle", 30)
+    telegram.button(thread, "📺 Live")  # stopped on idle; the card's button says so
+    shown = telegram.do(lambda: telegram.fake.photo(CHAT, photo["message_id"]))
+    type_in_pane(" and more")
+    holds(lambda: telegram.do(lambda: telegram.fake.photo(CHAT, photo["message_id"])) == shown, 2,
+          "the photo, once Live stopped")
+    assert len(photos(telegram, thread)) == 1

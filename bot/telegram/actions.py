@@ -6,6 +6,7 @@ import asyncio
 import base64
 import shlex
 import time
+from typing import Any
 
 from aiogram.utils.i18n import gettext as _
 
@@ -17,6 +18,7 @@ from bot.telegram.screenshot import render
 from core.engine import Engine
 from core.lifecycle import Caller
 from core.sessions import Session
+from core.types import PaneScreen
 
 
 async def status_html(engine: Engine, caller: Caller, session: Session) -> str:
@@ -50,9 +52,12 @@ async def output_html(engine: Engine, caller: Caller, session: Session) -> str:
         return "⚠️ " + esc(str(exc))
 
 
-async def screen_photo(engine: Engine, caller: Caller, session: Session) -> dict[str, str]:
-    """The pane drawn as a PNG (colours, bold, cursor), as an outbox "photo" payload."""
-    screen = await engine.screen(caller, session.id)
+async def screen_photo(engine: Engine, caller: Caller, session: Session,
+                       screen: PaneScreen | None = None) -> dict[str, Any]:
+    """The pane drawn as a PNG (colours, bold, cursor), as an outbox "photo" payload;
+    of `screen` if given (already captured), else of the pane now."""
+    if screen is None:
+        screen = await engine.screen(caller, session.id)
     # Drawing takes a good part of a second on a big pane: not on the event loop.
     shot = await asyncio.to_thread(render, screen.ansi, screen.cols, screen.rows, screen.cursor)
     caption = f"{esc(session.name)} · {esc(session.state)} · {time.strftime('%H:%M:%S')}"

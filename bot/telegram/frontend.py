@@ -21,6 +21,7 @@ from bot.telegram.background import Background
 from bot.telegram.handlers import routers
 from bot.telegram.i18n import make_i18n
 from bot.telegram.link import LinkWatch, QuietPollingErrors
+from bot.telegram.live import Live
 from bot.telegram.middlewares import AllowList
 from bot.telegram.mirror import Mirror, topic_name
 from bot.telegram.outbox import Outbox
@@ -78,6 +79,7 @@ class TelegramFrontEnd:
         self.background = Background()
         self.outbox: Outbox | None = None
         self.mirror: Mirror | None = None
+        self.live: Live | None = None
         self._polling: asyncio.Task[None] | None = None
         self._attached_seen: dict[str, tuple[float, bool]] = {}
 
@@ -99,6 +101,18 @@ class TelegramFrontEnd:
             value = False
         self._attached_seen[session_id] = (now, value)
         return value
+
+    async def _live_changed(self, session_id: str) -> None:
+        """A Live view started or stopped: the card's Live button says which."""
+        assert self.mirror is not None and self.live is not None
+        if self.live.running(session_id):
+            self.mirror.live_sessions.add(session_id)
+        else:
+            self.mirror.live_sessions.discard(session_id)
+        try:
+            await self.mirror.card(await self.engine.session(self.caller, session_id))
+        except SmError:
+            pass  # gone meanwhile: no card to change
 
     async def _remember(self, item: object, message_id: int | None) -> None:
         """Mirrored messages map back to their session, so a reply to one is input to it."""
@@ -122,8 +136,11 @@ class TelegramFrontEnd:
         self.outbox.on_sent.append(self._remember)
         self.mirror = Mirror(self.engine, self.caller, self.outbox, self.topics, self.prompts,
                              settings.chat_id or 0, self.i18n, self.background, settings)
+        self.live = Live(self.engine, self.caller, self.outbox, self.background, settings.live_interval,
+                         settings.live_max, self._live_changed)
+        self.mirror.on_state.append(self.live.on_state)
         self.dp = Dispatcher(tg=BotServices(self.engine, self.outbox, self.topics, self.mirror,
-                                            self.prompts, self.background, settings))
+                                            self.prompts, self.background, settings, live=self.live))
         self.dp.update.outer_middleware(AllowList(settings.allowed_chats(), settings.allowed_users(),
                                                   self.engine.caller_for_person))
         SimpleI18nMiddleware(self.i18n).setup(self.dp)

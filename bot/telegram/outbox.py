@@ -104,6 +104,8 @@ class Outbox:
         self._workers: dict[int, asyncio.Task[None]] = {}
         self._wakes: dict[int, asyncio.Event] = {}
         self.on_sent: list[Callable[[Item, int | None], Any]] = []
+        # Chats whose chatter folds into the cards whatever the budget: a Live view runs there.
+        self.folding: set[int] = set()
 
     # -- putting things in ------------------------------------------------------------
 
@@ -166,7 +168,7 @@ class Outbox:
             if not items:
                 await wake.wait()
                 continue
-            folded = to_fold(items, self._limiter.delay(chat_id, Lane.CHATTER) > FOLD_AFTER)
+            folded = to_fold(items, chat_id in self.folding or self._limiter.delay(chat_id, Lane.CHATTER) > FOLD_AFTER)
             if folded:
                 await self._fold(folded)
                 continue
@@ -423,11 +425,15 @@ class Outbox:
             return payload["message_id"]
         if item.kind == "photo":
             photo = BufferedInputFile(base64.b64decode(payload["png"]), filename="screen.png")
-            if payload.get("message_id"):
+            if payload.get("message_id") or payload.get("item"):
+                # A Live view's new screen: the same photo, replaced (bot/telegram/live.py).
+                target = payload.get("message_id") or await self.message_id_of(payload["item"])
+                if target is None:
+                    return None  # the photo it would replace was never sent
                 await self._bot.edit_message_media(
                     InputMediaPhoto(media=photo, caption=payload.get("caption")),
-                    chat_id=item.chat_id, message_id=payload["message_id"], reply_markup=markup)
-                return int(payload["message_id"])
+                    chat_id=item.chat_id, message_id=target, reply_markup=markup)
+                return int(target)
             sent_photo = await self._bot.send_photo(item.chat_id, photo, caption=payload.get("caption"),
                                                     message_thread_id=thread, reply_markup=markup,
                                                     disable_notification=quiet)

@@ -11,6 +11,7 @@ from bot.telegram.actions import screen_photo
 from bot.telegram.background import Background
 from bot.telegram.confirmations import Confirmations
 from bot.telegram.files import FileDoor
+from bot.telegram.live import Live
 from bot.telegram.mirror import Mirror
 from bot.telegram.outbox import Outbox
 from bot.telegram.prompts import PermissionPrompts
@@ -34,6 +35,7 @@ class BotServices:
     settings: TelegramSettings
     confirmations: Confirmations = field(default_factory=Confirmations)
     files: FileDoor = field(default_factory=FileDoor)
+    live: Live | None = None
 
     async def is_bound(self, chat_id: int, message: Any, session_id: str) -> bool:
         """A button acts only on the session of the message it is on: one sm posted

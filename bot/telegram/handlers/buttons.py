@@ -121,6 +121,20 @@ async def screen(query: CallbackQuery, callback_data: SessionAction, tg: BotServ
     tg.background.start(tg.screen(_chat(query, tg), session, caller), f"screen of {session.id}")
 
 
+@router.callback_query(SessionAction.filter(F.action == Action.live))
+async def live(query: CallbackQuery, callback_data: SessionAction, tg: BotServices, caller: Caller) -> None:
+    """A self-updating screenshot of the session in this chat, or its end."""
+    session = await _session(query, callback_data, tg, caller)
+    if session is None or tg.live is None:
+        return
+    try:
+        running = await tg.live.toggle(_chat(query, tg), session)
+    except SmError as exc:
+        await query.answer(str(exc), show_alert=True)
+        return
+    await query.answer(_("Live view on") if running else _("Live view off"))
+
+
 @router.callback_query(SessionAction.filter(F.action == Action.attach))
 async def attach(query: CallbackQuery, callback_data: SessionAction, tg: BotServices, caller: Caller) -> None:
     session = await _session(query, callback_data, tg, caller)
