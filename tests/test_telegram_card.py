@@ -288,3 +288,18 @@ def test_live_replaces_the_photo_as_the_screen_changes_and_stops_on_idle(telegra
     holds(lambda: telegram.do(lambda: telegram.fake.photo(CHAT, photo["message_id"])) == shown, 2,
           "the photo, once Live stopped")
     assert len(photos(telegram, thread)) == 1
+
+
+def test_one_live_view_per_chat(telegram: ThreadedTelegram, tg_server: Server) -> None:
+    first = tg_server.spawn_agent("one", "long job sleep 30", dir=str(tg_server.workdir))
+    second = tg_server.spawn_agent("two", "long job sleep 30", dir=str(tg_server.workdir))
+    one, two = telegram.topic_of(first), telegram.topic_of(second)
+    tg_server.wait_state("one", "busy")
+    tg_server.wait_state("two", "busy")
+    tap(telegram, one, "📺 Live")
+    telegram.button(one, "⏹ Live")
+    tap(telegram, two, "📺 Live")
+    telegram.button(two, "⏹ Live")
+    telegram.button(one, "📺 Live")  # the first view stopped when the second started
+    tap(telegram, two, "⏹ Live")
+    telegram.button(two, "📺 Live")  # and a second tap stops a view

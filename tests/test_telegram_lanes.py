@@ -82,6 +82,22 @@ async def test_the_limiter_makes_other_lanes_wait_while_the_reserve_is_free() ->
     assert clock.now == 1060.0
 
 
+async def test_a_call_made_with_another_send_is_counted_but_never_waited_for() -> None:
+    # A topic's creation or a card's pin: the chatter lane is full, yet nothing sleeps,
+    # and the reserve stays the actionable lane's.
+    clock = VirtualTime()
+    limiter = RateLimiter(group_per_window=20, window=60.0, reserve=5, clock=clock, sleep=clock.sleep)
+    for _ in range(15):
+        await limiter.acquire(CHAT, C)
+    limiter.note(CHAT)
+    assert clock.slept == [] and limiter.delay(CHAT, C) == 60.0
+    for _ in range(4):
+        await limiter.acquire(CHAT, A)
+    assert clock.now == 1000.0
+    await limiter.acquire(CHAT, A)
+    assert clock.now == 1060.0  # the noted call used a slot of the window
+
+
 # -- the outbox under a saturated budget -------------------------------------------------
 
 class GatedTime(VirtualTime):

@@ -127,6 +127,10 @@ class Mirror:
         self.live_sessions: set[str] = set()  # sessions with a Live view running (bot/telegram/live.py)
         self.on_state: list[Any] = []  # called with each StateChanged (the Live view listens)
         self._task: asyncio.Task[None] | None = None
+        # Cards wait here to be drawn, each once however many events asked (see card_soon).
+        self._stale_cards: set[str] = set()
+        self._cards_wake = asyncio.Event()
+        self._cards_task: asyncio.Task[None] | None = None
         # A person's Telegram messages waiting for their reaction: queued message id -> Telegram message id.
         self.acks: dict[int, int] = {}
         # What each session is doing, for its card: its current tool, or the first line of its last answer.
@@ -137,11 +141,13 @@ class Mirror:
         await self._adopt()
         await self._expire_prompts_of_before()
         self._task = asyncio.get_running_loop().create_task(self._run(subscription), name="mirror")
+        self._cards_task = asyncio.get_running_loop().create_task(self._draw_cards(), name="mirror-cards")
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        tasks = [t for t in (self._task, self._cards_task) if t]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _adopt(self) -> None:
         """Every live session has an open topic; reopen the topics of adopted ones; the open
@@ -187,6 +193,27 @@ class Mirror:
                                    {"content": full_text, "filename": filename}, session_id, lane=lane)
         return item
 
+    def card_soon(self, session: Session) -> None:
+        """Redraw the session's card, off the event path: drawing reads the queue and the
+        transcript's spend, and a prompt must never wait behind a minute of card redraws.
+        Cards asked for meanwhile are drawn once each, with the state they have then."""
+        self._stale_cards.add(session.id)
+        self._cards_wake.set()
+
+    async def _draw_cards(self) -> None:
+        with self._i18n.context():
+            while True:
+                await self._cards_wake.wait()
+                self._cards_wake.clear()
+                while self._stale_cards:
+                    session = await self._session(self._stale_cards.pop())
+                    if session is None:
+                        continue
+                    try:
+                        await self.card(session)
+                    except Exception:
+                        log.exception("drawing the card of %s failed", session.id)
+
     def verbose(self, topic: Topic | None) -> bool:
         """Whether the topic shows tool calls: its own choice, else the setting."""
         if topic is not None and topic.verbose is not None:
@@ -223,7 +250,7 @@ class Mirror:
     async def _new_topic(self, session: Session) -> None:
         await self._topics.ensure(session.id, self.chat_id, title(session))
         await self._outbox.put(self.chat_id, "topic", {"action": "create"}, session.id, lane=Lane.CHATTER)
-        await self.card(session)
+        self.card_soon(session)
 
     # Engine events this mirror shows, and those it leaves out on purpose: a test
     # checks that together they cover every event the engine publishes.
@@ -251,7 +278,7 @@ class Mirror:
                     who=who, dir=f"<code>{esc(session.workdir)}</code>"), lane=Lane.CHATTER)
             case SessionRenamed():
                 await self.titles.update(session)
-                await self.card(session)
+                self.card_soon(session)
             case ToolStarted(tool=tool, detail=detail):
                 await self._tool(session, tool, detail)
             case MessageQueued():
@@ -275,7 +302,7 @@ class Mirror:
             case PermissionResolved():
                 await self._resolved(session, event)
             case SessionResumed(conversation=conversation):
-                await self.card(session)
+                self.card_soon(session)
                 await self.text(session.id, "▶️ " + (
                     _("resumed by {who}, continuing its conversation") if conversation else
                     _("resumed by {who}, starting afresh: there was no conversation it could continue")
@@ -310,7 +337,7 @@ class Mirror:
     async def _tool(self, session: Session, tool: str, detail: str) -> None:
         """The card says what the agent does now; in verbose topics, each tool call is a line too."""
         self.doing[session.id] = "🔧 " + (f"{tool}: {detail}" if detail else tool)
-        await self.card(session)
+        self.card_soon(session)
         if self.verbose(await self._topics.get(session.id)):
             shown = f": <code>{esc(cut(detail, 300)[0])}</code>" if detail else ""
             await self.text(session.id, f"🔧 <b>{esc(tool)}</b>{shown}", lane=Lane.CHATTER)
@@ -329,7 +356,7 @@ class Mirror:
         """The card shows every state, the title what needs you; only that is also a message."""
         for listener in self.on_state:
             await listener(session, event)
-        await self.card(session)
+        self.card_soon(session)
         await self.titles.update(session)
         reason = f": {esc(event.reason.text)}" if event.reason and event.reason.text else ""
         match event.state:

@@ -364,10 +364,12 @@ class Outbox:
                 # labelled with its name.
                 log.warning("cannot make a topic in chat %s (%s); mirroring into the chat", item.chat_id, exc)
                 await self._topics.update(item.session_id, thread_id=NO_TOPIC)
-                await self._limiter.acquire(item.chat_id)
+                self._limiter.note(item.chat_id)
                 return None
             await self._topics.update(item.session_id, thread_id=created.message_thread_id, closed=0)
-            await self._limiter.acquire(item.chat_id)  # the creation used a slot
+            # The creation used a slot of the window. Counted, not waited for: waiting here
+            # in the item's lane (or charging the actionable lane, as before) held prompts up.
+            self._limiter.note(item.chat_id)
             return created.message_thread_id
         return None if topic.thread_id == NO_TOPIC else topic.thread_id
 
@@ -455,7 +457,7 @@ class Outbox:
         await self._shows(item.chat_id, sent.message_id, html, shown_markup)
         if item.session_id:
             await self._topics.update(item.session_id, card_message_id=sent.message_id)
-        await self._limiter.acquire(item.chat_id, item.lane)
+        self._limiter.note(item.chat_id)  # the pin's slot: counted, not waited for (see _thread)
         try:
             await self._bot.pin_chat_message(item.chat_id, sent.message_id, disable_notification=True)
         except TelegramBadRequest as exc:

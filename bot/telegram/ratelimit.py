@@ -62,6 +62,15 @@ class RateLimiter:
         """How long until `lane` has a free slot in `chat_id` (0: now); takes nothing."""
         return self._delay(chat_id, self._clock(), lane)
 
+    def note(self, chat_id: int) -> None:
+        """Count a call already made as part of another send (a topic's creation, a card's
+        pin): it uses the window like any other, but nothing waits for it, so the worker
+        is never stuck behind the chatter lane while a prompt comes in."""
+        now = self._clock()
+        self._delay(chat_id, now, Lane.ACTIONABLE)  # drops what left the windows
+        self._chats[chat_id].append(now)
+        self._global.append(now)
+
     async def acquire(self, chat_id: int, lane: int = Lane.ACTIONABLE) -> None:
         """Wait for a free slot of `lane` for `chat_id`, then take it."""
         while True:
