@@ -61,3 +61,19 @@ async def test_replacing_a_photo_with_the_same_one_is_not_modified(rig: OutboxRi
     await rig.bot.edit_message_media(InputMediaPhoto(media=BufferedInputFile(png(colour="white"), "s.png"),
                                                      caption="screen"), chat_id=CHAT, message_id=sent.message_id)
     assert rig.fake.photo(CHAT, sent.message_id) == png(colour="white")
+
+
+async def test_a_message_sent_without_notification_is_seen_as_silent(rig: OutboxRig) -> None:
+    loud = await rig.bot.send_message(CHAT, "ring")
+    quiet = await rig.bot.send_message(CHAT, "hush", disable_notification=True)
+    photo = await rig.bot.send_photo(CHAT, BufferedInputFile(png(), "s.png"), disable_notification=True)
+    shown = {m["message_id"]: m["silent"] for m in rig.fake.messages(CHAT)}
+    assert shown == {loud.message_id: False, quiet.message_id: True, photo.message_id: True}
+
+
+async def test_renaming_a_topic_posts_topic_edited_into_it(rig: OutboxRig) -> None:
+    topic = await rig.bot.create_forum_topic(CHAT, "eng · a1b2c3")
+    await rig.bot.edit_forum_topic(CHAT, topic.message_thread_id, name="✋ eng · a1b2c3")
+    edited = [m["forum_topic_edited"] for m in rig.fake.service_messages(CHAT, topic.message_thread_id)
+              if "forum_topic_edited" in m]
+    assert edited == [{"name": "✋ eng · a1b2c3"}]
