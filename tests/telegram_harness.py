@@ -88,9 +88,10 @@ class ThreadedTelegram:
 
     def topic_of(self, session: dict[str, Any], timeout: float = 20) -> int:
         name = f"{session['name']} · {session['id']}"
+        # While the session needs you, the title has its state's emoji in front (bot/telegram/titles.py).
         return self.wait(lambda t: next((tid for tid, topic in t.topics().items()
-                                         if topic["name"] == name), None), timeout,
-                         f"the topic {name}")
+                                         if topic["name"] == name or topic["name"].endswith(" " + name)),
+                                        None), timeout, f"the topic {name}")
 
     # -- acting as people --------------------------------------------------------------
 

@@ -220,6 +220,7 @@ async def test_unknown_sessions_are_not_found_with_their_name(engine: Engine) ->
     for use in (engine.session(owner, "ghost"), engine.attach_command(owner, "ghost"),
                 engine.output(owner, "ghost"), engine.screen(owner, "ghost"), engine.what(owner, "ghost"),
                 engine.dialog_options(owner, "ghost"), engine.send(owner, "ghost", "hi"),
-                engine.press_keys(owner, "ghost", "1")):
+                engine.press_keys(owner, "ghost", "1"), engine.press_toolbar_key(owner, "ghost", "esc"),
+                engine.attached(owner, "ghost")):
         with pytest.raises(NotFound, match="ghost"):
             await use
