@@ -119,3 +119,30 @@ def test_real_claude_reads_a_file_from_its_inbox_without_a_prompt(
              "the file's text to reach the model as the Read tool's result")
     server.wait_state("reader", "idle", 60)
     assert "Do you want" not in server.screen("reader")
+
+
+def test_the_cards_mode_key_cycles_the_real_claudes_permission_mode(server_factory, tmp_path: Path,
+                                                                    fake_model: tuple[str, Path]) -> None:
+    from telegram_harness import ThreadedTelegram
+
+    require_claude()
+    url, _ = fake_model
+    telegram = ThreadedTelegram()
+    try:
+        env = make_claude_home(tmp_path / "home", tmp_path / "work", allow_bash=True, base_url=url)
+        server = server_factory(SM_CLAUDE_COMMAND=str(CLAUDE_BIN),
+                                **telegram.env(SM_TELEGRAM_ALLOWED_ROOTS=str(tmp_path)), **env)
+        session = server.client().request("POST", "/sessions", {"name": "real", "dir": str(server.workdir)})
+        server.wait_state("real", "idle", 60)
+        thread = telegram.topic_of(session, 60)
+
+        def footer() -> str:
+            return "\n".join(server.screen("real").rstrip().splitlines()[-2:])
+
+        assert "manual mode on" in footer()
+        message_id, data = telegram.button(thread, "⇧⇥ Mode")
+        telegram.press(message_id, data)
+        shown = wait_for(lambda: "accept edits on" in footer() and footer(), 30, 0.2, "the next mode")
+        assert "manual mode on" not in shown
+    finally:
+        telegram.close()
