@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 
@@ -73,32 +73,38 @@ def test_real_claude_gets_messages_and_reports_state_through_hooks(
     assert server.ok("output", "real", "--transcript").strip().endswith("done")
 
 
-def test_real_permission_dialog_is_approved_from_the_phone(server_factory, tmp_path: Path,
-                                                            fake_model: tuple[str, Path]) -> None:
+@pytest.fixture
+def phone(server_factory, tmp_path: Path, fake_model: tuple[str, Path]) -> Iterator[tuple[Server, Any]]:
+    """A real Claude (no allow rule for Bash: its calls raise the real dialog) mirrored to the fake Bot API."""
     from telegram_harness import ThreadedTelegram
-    from test_permissions import permission_message, text_of
 
     require_claude()
     url, _ = fake_model
     telegram = ThreadedTelegram()
     try:
         env = make_claude_home(tmp_path / "home", tmp_path / "work", allow_bash=False, base_url=url)
-        server = server_factory(SM_CLAUDE_COMMAND=str(CLAUDE_BIN),
-                                **telegram.env(SM_TELEGRAM_ALLOWED_ROOTS=str(tmp_path)), **env)
-        session = server.client().request("POST", "/sessions", {
-            "name": "real", "prompt": "RUN: touch made-by-claude.txt", "dir": str(server.workdir)})
-        thread = telegram.topic_of(session, 60)
-        message_id, buttons = permission_message(telegram, thread)
-        assert "touch made-by-claude.txt" in text_of(telegram, message_id)
-        # The real dialog is on the screen meanwhile.
-        wait_for(lambda: "Do you want to proceed?" in server.screen("real"), 30, message="the real dialog")
-        assert not (server.workdir / "made-by-claude.txt").exists()
-        telegram.press(message_id, buttons["Allow"])
-        wait_for(lambda: (server.workdir / "made-by-claude.txt").exists(), 60, 0.2, "the command to run")
-        telegram.wait(lambda t: "allowed by Owner" in text_of(t, message_id), message="the outcome")
-        server.wait_state("real", "idle", 60)
+        yield server_factory(SM_CLAUDE_COMMAND=str(CLAUDE_BIN),
+                             **telegram.env(SM_TELEGRAM_ALLOWED_ROOTS=str(tmp_path)), **env), telegram
     finally:
         telegram.close()
+
+
+def test_real_permission_dialog_is_approved_from_the_phone(phone: tuple[Server, Any]) -> None:
+    from test_permissions import permission_message, text_of
+
+    server, telegram = phone
+    session = server.client().request("POST", "/sessions", {
+        "name": "real", "prompt": "RUN: touch made-by-claude.txt", "dir": str(server.workdir)})
+    thread = telegram.topic_of(session, 60)
+    message_id, buttons = permission_message(telegram, thread)
+    assert "touch made-by-claude.txt" in text_of(telegram, message_id)
+    # The real dialog is on the screen meanwhile.
+    wait_for(lambda: "Do you want to proceed?" in server.screen("real"), 30, message="the real dialog")
+    assert not (server.workdir / "made-by-claude.txt").exists()
+    telegram.press(message_id, buttons["Allow"])
+    wait_for(lambda: (server.workdir / "made-by-claude.txt").exists(), 60, 0.2, "the command to run")
+    telegram.wait(lambda t: "allowed by Owner" in text_of(t, message_id), message="the outcome")
+    server.wait_state("real", "idle", 60)
 
 
 def test_real_claude_reads_a_file_from_its_inbox_without_a_prompt(
@@ -121,28 +127,17 @@ def test_real_claude_reads_a_file_from_its_inbox_without_a_prompt(
     assert "Do you want" not in server.screen("reader")
 
 
-def test_the_cards_mode_key_cycles_the_real_claudes_permission_mode(server_factory, tmp_path: Path,
-                                                                    fake_model: tuple[str, Path]) -> None:
-    from telegram_harness import ThreadedTelegram
+def test_the_cards_mode_key_cycles_the_real_claudes_permission_mode(phone: tuple[Server, Any]) -> None:
+    server, telegram = phone
+    session = server.client().request("POST", "/sessions", {"name": "real", "dir": str(server.workdir)})
+    server.wait_state("real", "idle", 60)
+    thread = telegram.topic_of(session, 60)
 
-    require_claude()
-    url, _ = fake_model
-    telegram = ThreadedTelegram()
-    try:
-        env = make_claude_home(tmp_path / "home", tmp_path / "work", allow_bash=True, base_url=url)
-        server = server_factory(SM_CLAUDE_COMMAND=str(CLAUDE_BIN),
-                                **telegram.env(SM_TELEGRAM_ALLOWED_ROOTS=str(tmp_path)), **env)
-        session = server.client().request("POST", "/sessions", {"name": "real", "dir": str(server.workdir)})
-        server.wait_state("real", "idle", 60)
-        thread = telegram.topic_of(session, 60)
+    def footer() -> str:
+        return "\n".join(server.screen("real").rstrip().splitlines()[-2:])
 
-        def footer() -> str:
-            return "\n".join(server.screen("real").rstrip().splitlines()[-2:])
-
-        assert "manual mode on" in footer()
-        message_id, data = telegram.button(thread, "⇧⇥ Mode")
-        telegram.press(message_id, data)
-        shown = wait_for(lambda: "accept edits on" in footer() and footer(), 30, 0.2, "the next mode")
-        assert "manual mode on" not in shown
-    finally:
-        telegram.close()
+    assert "manual mode on" in footer()
+    message_id, data = telegram.button(thread, "⇧⇥ Mode")
+    telegram.press(message_id, data)
+    shown = wait_for(lambda: "accept edits on" in footer() and footer(), 30, 0.2, "the next mode")
+    assert "manual mode on" not in shown
