@@ -150,8 +150,8 @@ class Mirror:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _adopt(self) -> None:
-        """Every live session has an open topic; reopen the topics of adopted ones; the open
-        topics of sessions that died meanwhile close in their time."""
+        """Every live session has an open topic whose title says its state now; reopen the
+        topics of adopted ones; the open topics of sessions that died meanwhile close in their time."""
         live = {s.id for s in self._engine.sessions(self._caller)}
         for topic in await self._topics.in_chat(self.chat_id):
             if not topic.closed and topic.session_id not in live:
@@ -165,6 +165,8 @@ class Mirror:
                     await self._outbox.put(self.chat_id, "topic", {"action": "reopen"}, session.id,
                                            lane=Lane.CHATTER)
                     await self.card(session)
+                else:
+                    await self.titles.update(session)  # its state may have changed while sm-bot was down
                 if session.state == State.LOST and self._engine.settings.resume_on_start == "ask":
                     await self._offer_resume(session, session.state_reason or "")
 
