@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -222,6 +223,15 @@ def test_reply_to_a_mirrored_message_outside_a_topic_is_input(server_factory: Ca
 
         message = tg.wait(mirrored, message="the mirrored message in the private chat")
         assert message["text"].startswith("[eng · ")
+
+        def remembered() -> bool:
+            # The bot maps a message to its session once sendMessage has answered;
+            # a person's reply comes seconds later, a test's at once: wait for it.
+            with sqlite3.connect(server.state_dir / "sm.db") as db:
+                return db.execute("SELECT 1 FROM mirrored WHERE chat_id = ? AND message_id = ?",
+                                  (OWNER_ID, message["message_id"])).fetchone() is not None
+
+        wait_for(remembered, timeout=30, message="the bot to map the message to its session")
         tg.do(lambda: tg.fake.send_text(OWNER_ID, tg.owner, "answer via reply",
                                         reply_to_message_id=message["message_id"]))
         got = server.wait_prompt(lambda p: "answer via reply" in p)
