@@ -322,11 +322,14 @@ def worktrees_prune() -> None:
 
 @cli.command()
 @click.argument("event")
-def hook(event: str) -> None:
-    """Claude Code hook entry point: reads the event JSON on stdin (used by sm's settings)."""
+@click.argument("payload", required=False)
+def hook(event: str, payload: str | None) -> None:
+    """Claude Code hook entry point: reads the event JSON on stdin (used by sm's settings).
+
+    `sm hook CodexTurnEnd JSON` is Codex's `notify` program: the JSON is its argument."""
     from hooks.entry import main as hook_main
 
-    sys.exit(hook_main([event]))
+    sys.exit(hook_main([event] + ([payload] if payload is not None else [])))
 
 
 @cli.command()

@@ -11,6 +11,7 @@
 | Stop                                    | idle (ignored while a clear is in flight)     |
 | StopFailure                             | limited (a usage/rate limit), else errored    |
 | SessionEnd (not /clear, not a hang-up)  | errored: the agent exited (not when lost)     |
+| CodexTurnEnd (Codex's `notify`)         | none (the engine reads the turn's usage)      |
 """
 
 from __future__ import annotations
@@ -138,6 +139,19 @@ class SessionEnd(Hook):
 
 
 @dataclass(frozen=True)
+class CodexTurnEnd(Hook):
+    """Not Claude's: Codex's `notify` at the end of a turn (hooks/entry.py adds the rollout's path)."""
+
+    name: ClassVar[str] = "CodexTurnEnd"
+    thread_id: str = ""
+    transcript_path: str = ""
+
+    @classmethod
+    def parse(cls, payload: dict[str, Any]) -> "CodexTurnEnd":
+        return cls(payload, str(payload.get("thread-id") or ""), str(payload.get("transcript_path") or ""))
+
+
+@dataclass(frozen=True)
 class SubagentStop(Hook):
     name: ClassVar[str] = "SubagentStop"
 
@@ -149,7 +163,7 @@ class PreCompact(Hook):
 
 HOOKS: dict[str, type[Hook]] = {cls.name: cls for cls in (
     SessionStart, UserPromptSubmit, PreToolUse, PostToolUse, PermissionRequest, Notification,
-    Stop, StopFailure, SessionEnd, SubagentStop, PreCompact,
+    Stop, StopFailure, SessionEnd, SubagentStop, PreCompact, CodexTurnEnd,
 )}
 HOOK_EVENTS = frozenset(HOOKS)
 
@@ -257,8 +271,11 @@ class HookEvents:
                 await self._states.set(session, State.ERRORED,
                                        Reason(ReasonKind.EXITED, f"agent exited ({why or 'ended'})"),
                                        source=source)
-            case Notification() | SessionEnd() | SubagentStop() | PreCompact():
-                pass  # other notifications, a /clear's SessionEnd, subagents, compaction: no change
+            case Notification() | SessionEnd() | SubagentStop() | PreCompact() | CodexTurnEnd():
+                # Other notifications, a /clear's SessionEnd, subagents, compaction: no
+                # change. A Codex turn's end: its state is read from the screen; the
+                # engine reads its usage.
+                pass
             case _:
                 log.error("hook event %s is handled by no case", hook.name)
         return {}

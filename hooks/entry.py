@@ -30,18 +30,59 @@ def _spool(event: str, payload: dict, token: str) -> None:
     spool.write(Path(paths.spool_dir()), token, event, payload)
 
 
+def codex_rollout(codex_home: str, thread_id: str) -> str | None:
+    """The rollout file of a Codex thread (sessions/YYYY/MM/DD/rollout-<time>-<thread id>.jsonl).
+
+    The newest days are looked at first: a thread's file is in the folder of the day it began."""
+    if not thread_id or not all(ch.isalnum() or ch == "-" for ch in thread_id):
+        return None  # a thread id is a UUID: nothing a glob would read as a pattern
+    from pathlib import Path
+
+    root = Path(codex_home) / "sessions"
+    try:
+        days = sorted(root.glob("*/*/*"), reverse=True)
+    except OSError:
+        return None
+    for day in days:
+        found = sorted(day.glob(f"rollout-*-{thread_id}.jsonl"))
+        if found:
+            return str(found[-1])
+    return None
+
+
+def codex_turn_end(argument: str) -> dict | None:
+    """Codex's `notify` payload (its last argument, not stdin, which may be the agent's
+    terminal), with the path of the thread's rollout added; None for a thread with no
+    rollout (the side thread in which Codex asks for a title)."""
+    try:
+        payload = json.loads(argument)
+    except ValueError:
+        return None
+    if not isinstance(payload, dict) or payload.get("type") != "agent-turn-complete":
+        return None
+    home = os.environ.get("CODEX_HOME") or os.path.join(os.path.expanduser("~"), ".codex")
+    path = codex_rollout(home, str(payload.get("thread-id") or ""))
+    return {**payload, "transcript_path": path} if path else None
+
+
 def main(argv: list[str]) -> int:
     event = argv[0] if argv else ""
     token = os.environ.get("SM_TOKEN", "")
-    raw = sys.stdin.buffer.read()
-    if not event or not token or not os.environ.get("SM_SESSION_ID"):
-        return 0
-    try:
-        payload = json.loads(raw or b"{}")
-        if not isinstance(payload, dict):
-            payload = {"value": payload}
-    except ValueError:
-        payload = {"unparsed": raw.decode("utf-8", "replace")[:2000]}
+    if event == "CodexTurnEnd":
+        found = codex_turn_end(argv[-1]) if len(argv) > 1 else None
+        if found is None or not token or not os.environ.get("SM_SESSION_ID"):
+            return 0
+        payload = found
+    else:
+        raw = sys.stdin.buffer.read()
+        if not event or not token or not os.environ.get("SM_SESSION_ID"):
+            return 0
+        try:
+            payload = json.loads(raw or b"{}")
+            if not isinstance(payload, dict):
+                payload = {"value": payload}
+        except ValueError:
+            payload = {"unparsed": raw.decode("utf-8", "replace")[:2000]}
 
     if event == "PermissionRequest":
         return _ask(payload)

@@ -37,7 +37,7 @@ from core.errors import SmError
 from core.events import (
     Event, FilesShared, IdleReminder, MessageDelivered, MessageFailed, MessageQueued, PermissionNeeded,
     PermissionResolved, SessionDead, SessionErrored, SessionRenamed, SessionResumed, SessionSpawned, StateChanged,
-    TurnFinished,
+    TurnFinished, UsageUpdated,
 )
 from core.humanize import count, usd
 from core.lifecycle import Caller
@@ -214,7 +214,7 @@ class Mirror:
     # checks that together they cover every event the engine publishes.
     SHOWS = (SessionSpawned, SessionRenamed, MessageQueued, MessageDelivered, MessageFailed,
              TurnFinished, StateChanged, IdleReminder, PermissionNeeded, PermissionResolved, FilesShared,
-             SessionResumed)
+             SessionResumed, UsageUpdated)
     IGNORES = (
         SessionErrored,  # StateChanged to errored already says it, with the reason
         SessionDead,     # likewise for dead
@@ -249,6 +249,8 @@ class Mirror:
                 await self._failed(session, event)
             case TurnFinished(text=answer):
                 await self._answer(session, answer)
+            case UsageUpdated():
+                await self.card(session)  # the 💰 line (coalesced with the turn's state edit)
             case StateChanged():
                 await self._state_changed(session, event)
             case IdleReminder(idle_seconds=seconds):
