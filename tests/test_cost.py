@@ -189,7 +189,8 @@ def test_usage_is_read_when_a_turn_ends_and_status_reads_no_transcript(server_fa
     # once in `sm cost`, which reads the live sessions' transcripts up to now.
     transcript = server.session("one")["transcript_path"]
     with open(transcript, "a") as fh:
-        fh.write(json.dumps({"type": "assistant", "timestamp": "2026-11-29T01:00:00Z", "message": {
+        # A call answered long ago (its timestamp): out of `--since`.
+        fh.write(json.dumps({"type": "assistant", "timestamp": "2025-01-01T00:00:00Z", "message": {
             "id": "msg_by_hand", "model": "claude-opus-5-5", "usage": USAGE}}) + "\n")
     assert usage_of(server, "one")["input"] == 1000
     assert server.json("cost", "one")["total"]["input"] == 2000
@@ -202,3 +203,8 @@ def test_usage_is_read_when_a_turn_ends_and_status_reads_no_transcript(server_fa
     wait_for(lambda: usage_of(server, "one")["input"] == 3000, 15, 0.1, "the second turn's usage")
     assert usage_of(server, "one")["cost"] == pytest.approx(3 * COST_PER_CALL)
     assert f"${3 * COST_PER_CALL:.2f}" in server.ok("status")
+    # Per child, and since a time: the two turns' calls, not the old one.
+    recent = server.json("cost", "--since", "1h")
+    assert {r["name"]: r["usage"]["input"] for r in recent["sessions"]} == {"one": 2000, "two": 0, "three": 0}
+    assert recent["total"]["input"] == 2000
+    assert "one" in server.ok("cost", "--since", "1h")

@@ -125,6 +125,27 @@ def test_a_dirty_child_keeps_its_worktree_and_status_says_how_to_remove_it(serve
     assert not wt.exists() and worktrees(server) == []
 
 
+def test_a_clean_but_unmerged_child_is_kept_with_how_to_merge_it_back(server: Server) -> None:
+    repo = make_repo(server.workdir / "repo")
+    child = spawn(server, "builder", repo, "--worktree")
+    wt = Path(child["workdir"])
+    server.wait_state("builder", "idle")
+    (wt / "src" / "app.py").write_text("print('v2')\n")
+    git(wt, "commit", "-q", "-am", "v2")
+    server.ok("kill", "builder")
+    kept = wait_for(lambda: server.json("status")["worktrees"], 15, message="the kept worktree")
+    assert kept[0]["merge"] == f"git -C {repo} merge sm/builder && sm worktrees prune"
+    assert f"merge:  git -C {repo} merge sm/builder" in server.ok("status")
+    assert f"merge:  git -C {repo} merge sm/builder" in server.ok("worktrees")
+    # The command as shown (with this test's sm and git identity): merged back, then pruned.
+    command = kept[0]["merge"].replace("sm worktrees prune", f"{SM} worktrees prune")
+    subprocess.run(command, shell=True, check=True, capture_output=True, cwd=server.workdir,
+                   env={**server.env, **GIT_ENV})
+    assert (repo / "src" / "app.py").read_text() == "print('v2')\n"
+    assert not wt.exists() and worktrees(server) == []
+    assert "sm/builder" not in git(repo, "branch", "--list")
+
+
 def test_a_clean_but_unmerged_child_keeps_its_worktree(server: Server) -> None:
     repo = make_repo(server.workdir / "repo")
     child = spawn(server, "builder", repo, "--worktree=feature/x")
