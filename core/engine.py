@@ -453,7 +453,10 @@ class Engine:
             for s in sessions:
                 if s.live:
                     await self._usage.refresh(s.id, s.transcript_path)
-        return await self._usage.spend([s.id for s in sessions], since)
+        spend = await self._usage.spend([s.id for s in sessions], since)
+        for s in sessions:
+            spend[s.id].reported = spend[s.id].reported or get_provider(s.provider).records_usage
+        return spend
 
     async def _read_usage(self, session: Session, path: str | None = None) -> None:
         """A turn ended: read what it used; the card follows when the figures grow."""

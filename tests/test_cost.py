@@ -176,7 +176,8 @@ def test_usage_is_read_when_a_turn_ends_and_status_reads_no_transcript(server_fa
     server.wait_turn_done("one", "first")
     # Read at the turn's end: no `sm cost` asked, and only this session has figures.
     wait_for(lambda: usage_of(server, "one")["input"] == 1000, 15, 0.1, "the turn's usage")
-    assert usage_of(server, "two")["input"] == 0
+    two = usage_of(server, "two")  # no turn yet: counted, nothing so far (not "not reported")
+    assert (two["reported"], two["input"], two["cost"]) == (True, 0, 0)
 
     # Listing sessions reads no transcript: the figures are stored.
     read = bytes_read(server)
