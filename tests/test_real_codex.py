@@ -127,3 +127,12 @@ def test_real_codex_usage_and_cost_are_what_the_model_reported(server_factory, t
     wait_for(lambda: main_requests(log) == n + 1, 60, 0.2, "the second turn's request")
     wait_for(lambda: shown(server.session("cx")["usage"]) == figures(n + 1), 30, 0.2,
              "the second turn's usage")
+
+    # After a /new (sm clear), a new thread and rollout: the old one still counts.
+    server.wait_state("cx", "idle", 30)
+    server.ok("clear", "cx", "a new thread")
+    wait_for(lambda: main_requests(log) == n + 2, 60, 0.2, "the new thread's request")
+    wait_for(lambda: shown(server.session("cx")["usage"]) == figures(n + 2), 30, 0.2,
+             "both threads' usage")
+    rollouts = list((tmp_path / "codex-home" / "sessions").glob("*/*/*/rollout-*.jsonl"))
+    assert len(rollouts) == 2
