@@ -50,6 +50,30 @@ def codex_rollout(codex_home: str, thread_id: str) -> str | None:
     return None
 
 
+def run_own_codex_notify(argument: str) -> None:
+    """Run the `notify` program of the person's own Codex config.toml, which sm's
+    `-c notify=…` replaced for this session, as Codex would have: the JSON as its
+    last argument, not waited for."""
+    import subprocess
+    import tomllib
+
+    home = os.environ.get("CODEX_HOME") or os.path.join(os.path.expanduser("~"), ".codex")
+    try:
+        with open(os.path.join(home, "config.toml"), "rb") as fh:
+            notify = tomllib.load(fh).get("notify")
+    except (OSError, ValueError):
+        return
+    if not notify or not isinstance(notify, list) or not all(isinstance(a, str) for a in notify):
+        return
+    if "CodexTurnEnd" in notify:
+        return  # sm's own, written into the config by hand: not run twice
+    try:
+        subprocess.Popen([*notify, argument], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL, start_new_session=True)
+    except OSError:
+        pass
+
+
 def codex_turn_end(argument: str) -> dict | None:
     """Codex's `notify` payload (its last argument, not stdin, which may be the agent's
     terminal), with the path of the thread's rollout added; None for a thread with no
@@ -69,6 +93,8 @@ def main(argv: list[str]) -> int:
     event = argv[0] if argv else ""
     token = os.environ.get("SM_TOKEN", "")
     if event == "CodexTurnEnd":
+        if len(argv) > 1:
+            run_own_codex_notify(argv[-1])
         found = codex_turn_end(argv[-1]) if len(argv) > 1 else None
         if found is None or not token or not os.environ.get("SM_SESSION_ID"):
             return 0

@@ -176,3 +176,25 @@ def test_a_codex_threads_rollout_is_found_by_its_id(tmp_path: Path) -> None:
     assert codex_rollout(str(tmp_path), "01a224e4-2daf-7132-ab86-b27d61ad667c") is None  # the title thread
     assert codex_rollout(str(tmp_path), "*") is None
     assert codex_rollout(str(tmp_path / "nowhere"), "x") is None
+
+
+def test_the_persons_own_codex_notify_still_runs(tmp_path: Path) -> None:
+    # sm starts Codex with its own `-c notify=…`; the person's notify program runs too.
+    import os
+    import subprocess
+    import sys
+
+    from conftest import wait_for
+
+    got = tmp_path / "got.json"
+    script = tmp_path / "notify.sh"
+    script.write_text(f'#!/bin/sh\nprintf "%s" "$1" > {got}\n')
+    script.chmod(0o755)
+    (tmp_path / "config.toml").write_text(f'model = "gpt-5.5"\nnotify = ["{script}"]\n')
+    payload = json.dumps({"type": "agent-turn-complete", "thread-id": "t-1", "last-assistant-message": "done"})
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SM_")} | {"CODEX_HOME": str(tmp_path)}
+    sm = str(Path(sys.executable).parent / "sm")
+    out = subprocess.run([sm, "hook", "CodexTurnEnd", payload], env=env, capture_output=True, text=True,
+                         stdin=subprocess.DEVNULL, timeout=30)
+    assert out.returncode == 0, out.stderr
+    wait_for(lambda: got.exists() and got.read_text() == payload, 15, 0.05, "the person's notify to run")
