@@ -317,10 +317,13 @@ class UsageBook:
         task.add_done_callback(self._later.discard)
 
     async def _read_later(self, session_id: str, path: str | None, grew: Callable[[], None]) -> None:
+        waited = 0.0
         for delay in self._settle:
             await asyncio.sleep(delay)
+            waited += delay
             try:
                 if await self.refresh(session_id, path):
+                    log.info("usage of session %s: calls found %g s after its turn's end", session_id, waited)
                     grew()
             except Exception:
                 log.exception("reading the usage of session %s failed", session_id)
