@@ -11,7 +11,7 @@
 | Stop                                    | idle (ignored while a clear is in flight)     |
 | StopFailure                             | limited (a usage/rate limit), else errored    |
 | SessionEnd (not /clear, not a hang-up)  | errored: the agent exited (not when lost)     |
-| CodexTurnEnd (Codex's `notify`)         | none (the engine reads the turn's usage)      |
+| CodexTurnEnd (Codex's `notify`)         | its answer (TurnFinished); usage is read      |
 """
 
 from __future__ import annotations
@@ -145,10 +145,12 @@ class CodexTurnEnd(Hook):
     name: ClassVar[str] = "CodexTurnEnd"
     thread_id: str = ""
     transcript_path: str = ""
+    last_message: str = ""
 
     @classmethod
     def parse(cls, payload: dict[str, Any]) -> "CodexTurnEnd":
-        return cls(payload, str(payload.get("thread-id") or ""), str(payload.get("transcript_path") or ""))
+        return cls(payload, str(payload.get("thread-id") or ""), str(payload.get("transcript_path") or ""),
+                   str(payload.get("last-assistant-message") or ""))
 
 
 @dataclass(frozen=True)
@@ -271,11 +273,13 @@ class HookEvents:
                 await self._states.set(session, State.ERRORED,
                                        Reason(ReasonKind.EXITED, f"agent exited ({why or 'ended'})"),
                                        source=source)
-            case Notification() | SessionEnd() | SubagentStop() | PreCompact() | CodexTurnEnd():
-                # Other notifications, a /clear's SessionEnd, subagents, compaction: no
-                # change. A Codex turn's end: its state is read from the screen; the
-                # engine reads its usage.
-                pass
+            case CodexTurnEnd(last_message=text):
+                # Its state is read from the screen; its answer goes to the phone as
+                # Claude's does (the engine reads the turn's usage).
+                if text:
+                    self._bus.publish(TurnFinished(session=session.id, name=session.name, text=text))
+            case Notification() | SessionEnd() | SubagentStop() | PreCompact():
+                pass  # other notifications, a /clear's SessionEnd, subagents, compaction: no change
             case _:
                 log.error("hook event %s is handled by no case", hook.name)
         return {}

@@ -96,10 +96,14 @@ def test_real_codex_usage_and_cost_are_what_the_model_reported(server_factory, t
     price = {"input": 2, "output": 16, "cache_read": 0.2}
     server = server_factory(SM_CODEX_COMMAND=str(CODEX_BIN), HOME=str(home),
                             SM_PRICES=json.dumps({CODEX_MODEL: price}), **env)
+    events = server.events()
     server.client().request("POST", "/sessions", {
         "name": "cx", "provider": "codex", "prompt": "RUN: touch one.txt", "dir": str(server.workdir)})
     wait_for(lambda: main_requests(log) >= 2, 60, 0.2, "the tool call and the answer after it")
     wait_for(lambda: "• done" in server.screen("cx"), 30, 0.2, "the turn to finish")
+    # The turn's end, from Codex's notify: its answer, for the phone.
+    turn = events.wait(lambda e: e["type"] == "turn.finished", 30)
+    assert (turn["name"], turn["text"]) == ("cx", "done")
 
     def figures(n: int) -> tuple[int, int, int, int]:
         # What the fake reported for n answers, split as sm shows it: input without the cached part.
@@ -136,3 +140,7 @@ def test_real_codex_usage_and_cost_are_what_the_model_reported(server_factory, t
              "both threads' usage")
     rollouts = list((tmp_path / "codex-home" / "sessions").glob("*/*/*/rollout-*.jsonl"))
     assert len(rollouts) == 2
+    # Each turn's answer once; never the title Codex asks for in a thread of its own ("Session").
+    answers = [e["text"] for e in events.events if e["type"] == "turn.finished"]
+    events.close()
+    assert answers == ["done", "ok: [from owner] just say something", "ok: [from owner] a new thread"]
