@@ -7,6 +7,11 @@ Delivery is retried; if the server is unreachable, the event goes to the
 spool, and from then on later events queue behind it there, so the server
 replays them in order. It never blocks Claude for long and always exits 0 (a
 hook that fails must fail open).
+
+`sm hook CodexTurnEnd JSON` is Codex's `notify` program in the sessions sm
+starts: the JSON (Codex's payload, its last argument) gains the path of the
+thread's rollout, found in the agent's CODEX_HOME, and the person's own
+`notify` of config.toml runs too.
 """
 
 from __future__ import annotations
