@@ -54,6 +54,20 @@ def test_text_in_a_topic_arrives_in_the_pane_and_is_acknowledged(telegram: Threa
     assert not [m for m in telegram.messages(thread) if m.get("reply_to_message_id") == sent["message_id"]]
 
 
+def test_a_restart_between_queueing_and_delivery_keeps_the_reaction(telegram: ThreadedTelegram,
+                                                                    tg_server: Server) -> None:
+    session = spawn(tg_server, "eng", "long job sleep 60")
+    thread = telegram.topic_of(session)
+    tg_server.wait_state("eng", "busy")
+    sent = telegram.say("after the restart", thread)
+    wait_for(lambda: tg_server.session("eng")["queued"] == 1, 20, 0.1, "the message to be queued")
+    tg_server.restart()  # the bot with it: what it waits to acknowledge is in its store
+    tg_server.ok("send", "eng", "--urgent", "stop the long job")  # the busy turn ends
+    tg_server.wait_prompt(lambda p: "after the restart" in p, 30, "the queued message to go in")
+    telegram.wait(lambda t: t.do(lambda: t.fake.reactions.get((CHAT, sent["message_id"]))) == ["👍"], 30,
+                  message="the 👍 reaction from the restarted bot")
+
+
 def test_a_turn_posts_its_answer_and_the_card_alone_says_idle(telegram: ThreadedTelegram,
                                                              tg_server: Server) -> None:
     session = spawn(tg_server, "eng", "build it sleep 0.5")
