@@ -75,7 +75,7 @@ class ThreadedTelegram:
         """The bot's reaction on a message now, as Telegram shows it."""
         return self.do(lambda: self.fake.reactions.get((CHAT, message_id)))
 
-    def wait(self, predicate: Callable[["ThreadedTelegram"], Any], timeout: float = 20,
+    def wait(self, predicate: Callable[["ThreadedTelegram"], Any], timeout: float = 40,
              message: str = "the fake Telegram to see it") -> Any:
         deadline = time.monotonic() + timeout
         last = None
@@ -155,7 +155,7 @@ class VirtualTime:
         await asyncio.sleep(0)  # let others run, as a real sleep would
 
 
-async def until(condition: Callable[[], Any], timeout: float = 10.0, message: str = "condition") -> Any:
+async def until(condition: Callable[[], Any], timeout: float = 30.0, message: str = "condition") -> Any:
     """Wait (on the wall clock, with a deadline) for `condition`; for tests on the event loop."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -26,6 +26,7 @@ from bot.telegram.middlewares import AllowList
 from bot.telegram.mirror import Mirror, topic_name
 from bot.telegram.outbox import Outbox
 from bot.telegram import retention
+from bot.telegram.acks import Acks
 from bot.telegram.prompts import PermissionPrompts
 from bot.telegram.ratelimit import RateLimiter
 from bot.telegram.services import BotServices
@@ -135,7 +136,7 @@ class TelegramFrontEnd:
                              attached=self._attached)
         self.outbox.on_sent.append(self._remember)
         self.mirror = Mirror(self.engine, self.caller, self.outbox, self.topics, self.prompts,
-                             settings.chat_id or 0, self.i18n, self.background, settings)
+                             settings.chat_id or 0, self.i18n, self.background, Acks(store), settings)
         self.live = Live(self.engine, self.caller, self.outbox, self.background, settings.live_interval,
                          settings.live_max, self._live_changed)
         self.mirror.on_state.append(self.live.on_state)

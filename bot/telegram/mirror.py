@@ -26,6 +26,7 @@ from bot.telegram.keyboards import (
     Action, Decision, card_keyboard, options_keyboard, permission_keyboard, resume_keyboard,
 )
 from bot.telegram.lanes import Lane
+from bot.telegram.acks import Acks
 from bot.telegram.markdown import head
 from bot.telegram.outbox import Outbox
 from bot.telegram.prompts import RESTARTED, PermissionPrompts, Prompt, outcome_text
@@ -38,7 +39,7 @@ from core.errors import SmError
 from core.events import (
     Event, FilesShared, IdleReminder, MessageDelivered, MessageFailed, MessageQueued, PermissionNeeded,
     PermissionResolved, SessionDead, SessionErrored, SessionRenamed, SessionResumed, SessionSpawned, StateChanged,
-    ToolStarted, TurnFinished,
+    ToolStarted, TurnFinished, UsageUpdated,
 )
 from core.humanize import count, describe_input, usd
 from core.lifecycle import Caller
@@ -112,7 +113,7 @@ def first_line(text: str) -> str:
 class Mirror:
     def __init__(self, engine: Engine, caller: Caller, outbox: Outbox, topics: Topics,
                  prompts: PermissionPrompts, chat_id: int, i18n: I18n, background: Background,
-                 settings: TelegramSettings | None = None, dialog_delay: float = 1.5) -> None:
+                 acks: Acks, settings: TelegramSettings | None = None, dialog_delay: float = 1.5) -> None:
         self._engine = engine
         self._caller = caller  # the owner, whom the mirror shows everything
         self._outbox = outbox
@@ -131,8 +132,8 @@ class Mirror:
         self._stale_cards: set[str] = set()
         self._cards_wake = asyncio.Event()
         self._cards_task: asyncio.Task[None] | None = None
-        # A person's Telegram messages waiting for their reaction: queued message id -> Telegram message id.
-        self.acks: dict[int, int] = {}
+        # A person's Telegram messages waiting for their reaction (stored: a restart keeps them).
+        self.acks = acks
         # What each session is doing, for its card: its current tool, or the first line of its last answer.
         self.doing: dict[str, str] = {}
 
@@ -238,9 +239,14 @@ class Mirror:
             session.id, coalesce=f"card:{session.id}", lane=Lane.CHATTER,
         )
 
+    async def acknowledge(self, queued_id: int, telegram_message: int, session: Session) -> None:
+        """React on the person's `telegram_message` once queued message `queued_id` is
+        delivered (👍), or fails (👎 and the reason): no messages of its own."""
+        await self.acks.add(queued_id, self.chat_id, telegram_message, session.id)
+
     async def _still_busy(self, session_id: str, message_id: int) -> None:
         await asyncio.sleep(self.settings.busy_reaction_after)
-        telegram_message = self.acks.get(message_id)  # gone once delivered, or failed
+        telegram_message = await self.acks.waiting(message_id)  # gone once delivered, or failed
         session = await self._session(session_id)
         if telegram_message is not None and session is not None and session.state in (State.BUSY, State.WAITING):
             await self._react(session, telegram_message, STILL_BUSY)
@@ -258,7 +264,7 @@ class Mirror:
     # checks that together they cover every event the engine publishes.
     SHOWS = (SessionSpawned, SessionRenamed, MessageQueued, MessageDelivered, MessageFailed,
              TurnFinished, StateChanged, IdleReminder, PermissionNeeded, PermissionResolved, FilesShared,
-             SessionResumed, ToolStarted)
+             SessionResumed, UsageUpdated, ToolStarted)
     IGNORES = (
         SessionErrored,  # StateChanged to errored already says it, with the reason
         SessionDead,     # likewise for dead
@@ -287,13 +293,15 @@ class Mirror:
                 await self._queued(session, event)
             case MessageDelivered(messages=ids):
                 for message_id in ids:
-                    telegram_message = self.acks.pop(message_id, None)
+                    telegram_message = await self.acks.take(message_id)
                     if telegram_message is not None:
                         await self._react(session, telegram_message, DELIVERED)
             case MessageFailed():
                 await self._failed(session, event)
             case TurnFinished(text=answer):
                 await self._answer(session, answer)
+            case UsageUpdated():
+                self.card_soon(session)  # the 💰 line (coalesced with the turn's state edit)
             case StateChanged():
                 await self._state_changed(session, event)
             case IdleReminder(idle_seconds=seconds):
@@ -385,7 +393,7 @@ class Mirror:
     async def _failed(self, session: Session, event: MessageFailed) -> None:
         """A message that could not be delivered: the person must know, whoever sent it.
         Their own message gets 👎 and a reply with the reason; another's is quoted."""
-        telegram_message = self.acks.pop(event.message, None)
+        telegram_message = await self.acks.take(event.message)
         html = "❗ " + _("not delivered to {name}: {error}").format(
             name=f"<b>{esc(session.name)}</b>", error=esc(event.error))
         if telegram_message is not None:

@@ -41,9 +41,7 @@ async def send(message: Message, tg: BotServices, caller: Caller, text: str, mod
     except SmError as exc:
         await tg.reply(message, "⚠️ " + esc(str(exc)), reply_to=True)
         return
-    # Acknowledged with a reaction on the message itself when it goes in (👍), or
-    # 👎 and a reply with the reason if it cannot: no extra messages.
-    tg.mirror.acks[queued.id] = message.message_id
+    await tg.mirror.acknowledge(queued.id, message.message_id, session)
 
 
 @router.message(Command("urgent"))
