@@ -223,7 +223,8 @@ class Engine:
     def health(self) -> dict[str, Any]:
         # Bytes read from transcripts for usage since start: reads are incremental (tests, bench).
         return {"ok": True, "sessions": self.live_count(), "links": self.links(),
-                "transcript_bytes_read": self._usage.bytes_read}
+                "transcript_bytes_read": self._usage.bytes_read,
+                "usage_reads_pending": self._usage.reads_pending}
 
     # -- links to the outside (a door reports, status and health show) -----------------
 

@@ -328,6 +328,11 @@ class UsageBook:
             except Exception:
                 log.exception("reading the usage of session %s failed", session_id)
 
+    @property
+    def reads_pending(self) -> int:
+        """Turns whose later reads have not all run yet."""
+        return len(self._later)
+
     async def stop(self) -> None:
         for task in list(self._later):
             task.cancel()

@@ -85,7 +85,7 @@ class EventStream:
         self._connected = threading.Event()
         self._thread = threading.Thread(target=self._read, daemon=True)
         self._thread.start()
-        wait_for(self._connected.is_set, 10, message="the event stream to open")
+        wait_for(self._connected.is_set, 30, message="the event stream to open")
 
     def _read(self) -> None:
         buffer = b""

@@ -103,7 +103,7 @@ def test_tokens_and_cost_of_a_real_claude_session(server_factory, tmp_path: Path
         assert lines > ids == main_calls(log) == 2, "each message was not several lines"
 
         # Each message counted once, by its id.
-        u = wait_for(lambda: (u := usage_of(server, "real"))["input"] == 2000 and u, 15, 0.2, "usage")
+        u = wait_for(lambda: (u := usage_of(server, "real"))["input"] == 2000 and u, 30, 0.2, "usage")
         assert (u["input"], u["output"], u["cache_read"], u["cache_write"]) == (2000, 400, 8000, 60)
         assert u["models"] == ["claude-opus-5-5"]
         assert u["cost"] == pytest.approx(2 * COST_PER_CALL)
@@ -175,11 +175,14 @@ def test_usage_is_read_when_a_turn_ends_and_status_reads_no_transcript(server_fa
     server.ok("send", "one", "first")
     server.wait_turn_done("one", "first")
     # Read at the turn's end: no `sm cost` asked, and only this session has figures.
-    wait_for(lambda: usage_of(server, "one")["input"] == 1000, 15, 0.1, "the turn's usage")
+    wait_for(lambda: usage_of(server, "one")["input"] == 1000, 30, 0.1, "the turn's usage")
     two = usage_of(server, "two")  # no turn yet: counted, nothing so far (not "not reported")
     assert (two["reported"], two["input"], two["cost"]) == (True, 0, 0)
 
-    # Listing sessions reads no transcript: the figures are stored.
+    # Listing sessions reads no transcript: the figures are stored. (The turn's own later
+    # reads, for lines Claude Code writes after its Stop, are over first.)
+    wait_for(lambda: server.client().request("GET", "/health")["usage_reads_pending"] == 0, 30, 0.2,
+             "the first turn's later usage reads")
     read = bytes_read(server)
     for _ in range(5):
         server.ok("status")
@@ -201,7 +204,7 @@ def test_usage_is_read_when_a_turn_ends_and_status_reads_no_transcript(server_fa
     # The next turn's call is counted when it ends.
     server.ok("send", "one", "second")
     server.wait_turn_done("one", "second")
-    wait_for(lambda: usage_of(server, "one")["input"] == 3000, 15, 0.1, "the second turn's usage")
+    wait_for(lambda: usage_of(server, "one")["input"] == 3000, 30, 0.1, "the second turn's usage")
     assert usage_of(server, "one")["cost"] == pytest.approx(3 * COST_PER_CALL)
     assert f"${3 * COST_PER_CALL:.2f}" in server.ok("status")
     # Per child, and since a time: the two turns' calls, not the old one.

@@ -161,6 +161,6 @@ def test_a_lock_lapses_when_its_holder_stays_silent_past_the_lease(server_factor
     refused = server.sm("lock", "mine", env=server.agent_env("bob"))
     assert refused.returncode == 1 and "workspace locked by alice" in refused.stderr
     # No activity from alice for longer than the lease: bob may take it.
-    wait_for(lambda: server.sm("lock", "mine", env=server.agent_env("bob")).returncode == 0, 10, 0.2,
+    wait_for(lambda: server.sm("lock", "mine", env=server.agent_env("bob")).returncode == 0, 30, 0.2,
              "the lease to lapse")
     assert server.json("status")["locks"][0]["holder_name"] == "bob"

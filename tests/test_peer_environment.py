@@ -47,7 +47,7 @@ def test_a_process_is_traced_to_the_pane_it_runs_in() -> None:
             return None
 
         from conftest import wait_for
-        leaf = wait_for(grandchild, 10, message="the grandchild")
+        leaf = wait_for(grandchild, 30, message="the grandchild")
         assert parent_of(parent_of(leaf)) == pane.pid
         assert pane.pid in list(ancestry(leaf))
         assert pane_of(leaf, {pane.pid: "a1b2c3"}) == "a1b2c3"

@@ -53,7 +53,7 @@ def test_a_restart_between_queueing_and_delivery_keeps_the_reaction(telegram: Th
     thread = telegram.topic_of(session)
     tg_server.wait_state("eng", "busy")
     sent = telegram.say("after the restart", thread)
-    wait_for(lambda: tg_server.session("eng")["queued"] == 1, 20, 0.1, "the message to be queued")
+    wait_for(lambda: tg_server.session("eng")["queued"] == 1, 40, 0.1, "the message to be queued")
     tg_server.restart()  # the bot with it: what it waits to acknowledge is in its store
     tg_server.ok("send", "eng", "--urgent", "stop the long job")  # the busy turn ends
     tg_server.wait_prompt(lambda p: "after the restart" in p, 30, "the queued message to go in")

@@ -197,4 +197,4 @@ def test_the_persons_own_codex_notify_still_runs(tmp_path: Path) -> None:
     out = subprocess.run([sm, "hook", "CodexTurnEnd", payload], env=env, capture_output=True, text=True,
                          stdin=subprocess.DEVNULL, timeout=30)
     assert out.returncode == 0, out.stderr
-    wait_for(lambda: got.exists() and got.read_text() == payload, 15, 0.05, "the person's notify to run")
+    wait_for(lambda: got.exists() and got.read_text() == payload, 30, 0.05, "the person's notify to run")

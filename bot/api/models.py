@@ -151,6 +151,8 @@ class Health(Reply):
     version: str = Field(description="the server's version (sm doctor compares it with the CLI's)")
     transcript_bytes_read: int = Field(0, description="bytes of transcripts read for usage since start "
                                                       "(each byte once: reads are incremental)")
+    usage_reads_pending: int = Field(0, description="turns whose later usage reads (for lines written "
+                                                    "after the turn's end) have not all run yet")
 
 
 class Stopping(Reply):
