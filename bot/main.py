@@ -69,7 +69,8 @@ async def run(settings: Settings, redactor: RedactSecrets | None = None,
         print(f"{role} is already running (socket {settings.socket_path})", file=sys.stderr)
         return 1
     sm = hooks.cli_command()
-    engine = await Engine.open(settings, sm_command=sm, hook_settings=hooks.settings_for(sm))
+    engine = await Engine.open(settings, sm_command=sm, hook_settings=hooks.settings_for(sm),
+                               allowed_roots=telegram_settings.allowed_roots if telegram_settings else None)
     api = ApiServer(engine)
     telegram = None
     stop = asyncio.Event()

@@ -144,6 +144,7 @@ class Cluster:
         self._tasks: list[asyncio.Task[Any]] = []
         self._connected = asyncio.Event()
         self._reset_consumer = asyncio.Event()
+        self._rewatch = asyncio.Event()
         self._outbox_wake = asyncio.Event()
         self._events: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=10000)
         self._dirty: dict[str, dict[str, Any] | None] = {}  # session id -> entry (None: delete)
@@ -241,6 +242,7 @@ class Cluster:
     async def _on_reconnected(self) -> None:
         log.info("NATS is back")
         self._reset_consumer.set()
+        self._rewatch.set()
         self._outbox_wake.set()
 
     async def _on_error(self, exc: Exception) -> None:
@@ -326,11 +328,15 @@ class Cluster:
         while True:
             watcher = None
             try:
+                # Watched anew after a reconnect: a server restarted on its store may not
+                # resume the old watch (an ephemeral consumer).
+                self._rewatch.clear()
                 watcher = await self._kv.watchall()
-                async for entry in watcher:
-                    self._seen_entry(entry)
-                    if self._reset_consumer.is_set():
-                        pass
+                while not self._rewatch.is_set():
+                    try:
+                        self._seen_entry(await watcher.updates(timeout=1))
+                    except (NatsTimeout, asyncio.TimeoutError):
+                        continue
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -344,7 +350,7 @@ class Cluster:
             await asyncio.sleep(0.5)
 
     def _seen_entry(self, entry: Any) -> None:
-        if entry is None or not entry.key:
+        if entry is None or not getattr(entry, "key", None):
             return
         node, _, rest = entry.key.partition(".")
         if node == self.node:
@@ -366,6 +372,23 @@ class Cluster:
             self._directory[entry.key] = json.loads(entry.value)
         except ValueError:
             log.warning("directory entry %s is not JSON; ignored", entry.key)
+
+    def learn(self, node: str, wire: dict[str, Any]) -> None:
+        """Another node's event, ahead of its directory entry: a new session is known at once,
+        and a state change shows before the entry catches up."""
+        session_id = wire.get("session")
+        if not session_id:
+            return
+        key = f"{node}.{session_id}"
+        if wire.get("type") == "session.spawned" and key not in self._directory:
+            self._directory[key] = {"id": session_id, "name": wire.get("name"), "node": node, "state": "starting",
+                                    "state_reason": None, "parent_id": wire.get("parent"),
+                                    "provider": wire.get("provider"), "workdir": wire.get("workdir"),
+                                    "created_at": wire.get("at"), "last_activity": wire.get("at")}
+        elif wire.get("type") == "state.changed" and key in self._directory:
+            self._directory[key]["state"] = wire.get("state")
+        elif wire.get("type") == "session.renamed" and key in self._directory:
+            self._directory[key]["name"] = wire.get("name")
 
     def node_up(self, node: str) -> bool:
         if node == self.node:
@@ -424,6 +447,68 @@ class Cluster:
             except Exception as exc:
                 log.debug("publishing an event failed (%s); again soon", exc)
                 await asyncio.sleep(0.5)
+
+    def follow(self, callback: Callable[[str, dict[str, Any]], Awaitable[None]]) -> None:
+        """Every other node's events, through this node's durable consumer (`events_<node>`), to
+        `callback(node, event)`: a consumer that was down catches up. Started once NATS is up;
+        the first time, it starts from now (not the whole retained history)."""
+        async def run() -> None:
+            await self._connected.wait()
+            await self._follow(callback)
+
+        self._spawn(run(), "follow")
+
+    async def _follow(self, callback: Callable[[str, dict[str, Any]], Awaitable[None]]) -> None:
+        durable = f"events_{self.node}"
+
+        async def make() -> Any:
+            try:
+                await self._js.consumer_info(EVENTS_STREAM, durable)
+            except NotFoundError:
+                await self._js.add_consumer(EVENTS_STREAM, api.ConsumerConfig(
+                    name=durable, durable_name=durable, filter_subject="sm.*.events.>",
+                    ack_policy=api.AckPolicy.EXPLICIT, deliver_policy=api.DeliverPolicy.NEW, ack_wait=60))
+            return await self._js.pull_subscribe_bind(durable=durable, stream=EVENTS_STREAM)
+
+        async def take(msg: Any) -> None:
+            node = msg.subject.split(".")[1]
+            if node != self.node:
+                try:
+                    await callback(node, json.loads(msg.data))
+                except Exception:
+                    log.exception("an event from node %s could not be taken", node)
+            await msg.ack()
+
+        await self._pull(make, take, "reading the nodes' events")
+
+    async def _pull(self, make: Callable[[], Awaitable[Any]], take: Callable[[Any], Awaitable[None]], what: str,
+                    reset: asyncio.Event | None = None) -> None:
+        """Fetch from a pull consumer (made by `make`) and `take` each message in order, for ever;
+        made anew after a failure, or when `reset` is set."""
+        while True:
+            sub = None
+            try:
+                if reset is not None:
+                    reset.clear()
+                sub = await make()
+                while reset is None or not reset.is_set():
+                    try:
+                        msgs = await sub.fetch(100, timeout=1)
+                    except (NatsTimeout, asyncio.TimeoutError):
+                        continue
+                    for msg in msgs:
+                        await take(msg)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("%s failed (%s); again soon", what, exc)
+                await asyncio.sleep(1)
+            finally:
+                if sub is not None:
+                    try:
+                        await sub.unsubscribe()
+                    except Exception:
+                        pass
 
     # -- commands: out ----------------------------------------------------------------
 
@@ -502,29 +587,7 @@ class Cluster:
         return await self._js.pull_subscribe_bind(durable=self.consumer, stream=COMMANDS_STREAM)
 
     async def _consume_commands(self) -> None:
-        while True:
-            sub = None
-            try:
-                self._reset_consumer.clear()
-                sub = await self._make_consumer()
-                while not self._reset_consumer.is_set():
-                    try:
-                        msgs = await sub.fetch(100, timeout=1)
-                    except (NatsTimeout, asyncio.TimeoutError):
-                        continue
-                    for msg in msgs:
-                        await self._take(msg)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("reading commands failed (%s); again soon", exc)
-                await asyncio.sleep(1)
-            finally:
-                if sub is not None:
-                    try:
-                        await sub.unsubscribe()
-                    except Exception:
-                        pass
+        await self._pull(self._make_consumer, self._take, "reading commands", self._reset_consumer)
 
     async def _take(self, msg: Any) -> None:
         sender_node = msg.subject.split(".")[1]
@@ -554,7 +617,7 @@ class Cluster:
             try:
                 await self._nc.publish(f"sm.{self.node}.reply.{sender_node}", json.dumps(reply).encode())
             except Exception:
-                log.debug("could not send the outcome of %s to %s", msg_id, sender_node)
+                log.warning("could not send the outcome of %s to %s", msg_id, sender_node, exc_info=True)
 
     async def applied(self, tx: Any, msg_id: str, sender_node: str) -> bool:
         """Record `msg_id` as applied inside the effect's transaction; False if it already was."""

@@ -18,11 +18,11 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from core import environment, peer, spool
+from core import environment, paths, peer, spool
 from core.config import Settings
 from core.delivery import Delivery, DeliveryTuning
 from core.errors import Conflict, Forbidden, Invalid, LimitReached, NotFound, SmError, Unavailable
-from core.events import Event, EventBus, FilesShared, Subscription
+from core.events import Event, EventBus, FilesShared, Subscription, event_from_dict
 from core import sharing
 from core.hookevents import HOOK_EVENTS, HookEvents, SessionStart, Stop, parse_hook
 from core.lifecycle import Caller, Lifecycle
@@ -97,11 +97,15 @@ class Engine:
         tmux: Tmux | None = None,
         clock: Callable[[], float] = time.time,
         tuning: DeliveryTuning | None = None,
+        allowed_roots: list[Path] | None = None,
     ) -> None:
         """`sm_command` and `hook_settings` come from the hooks package
         (`hooks.cli_command()`, `hooks.settings_for()`): how an agent runs the
         `sm` CLI, and the Claude Code settings that run sm's hooks."""
         self.settings = settings
+        # Where a person may start agents from the phone (the Telegram door's roots): checked
+        # here for a /new that another node asks of this one (several hosts).
+        self._allowed_roots = list(allowed_roots or [])
         self._store = store
         self._clock = clock
         self._bus = EventBus(clock)
@@ -329,8 +333,33 @@ class Engine:
         return self._registry.live()
 
     async def session(self, caller: Caller, ref: str) -> Session:
-        """A session by id or name; NotFound if there is none."""
-        return await self._registry.resolve(ref)
+        """A session by id or name; NotFound if there is none. Several hosts: a session no node
+        here has live may be another node's (`node_of` says whose); it has no pane here."""
+        try:
+            found = await self._registry.resolve(ref)
+        except NotFound:
+            remote = await self._remote(ref)
+            if remote is None:
+                raise
+            return remote.session()
+        if not found.live:
+            remote = await self._remote(ref)
+            if remote is not None:
+                return remote.session()
+        return found
+
+    def _check_here(self, target: Session, verb: str) -> None:
+        """What only the node running a session can do (its pane, its files, its tmux)."""
+        node = self.node_of(Caller(None), target.id)
+        if node is not None:
+            raise Invalid(f"{target.label} runs on node {node}: {verb} it there")
+
+    async def _here(self, caller: Caller, ref: str) -> Session:
+        """A session of this node, for a command from another node (never forwarded again)."""
+        target = await self._registry.resolve(ref)
+        if not target.live:
+            raise NotFound(f"no live session {ref!r} on node {self.settings.node}")
+        return target
 
     async def queue_counts(self, caller: Caller) -> dict[str, int]:
         """Messages waiting, by target session id."""
@@ -339,16 +368,19 @@ class Engine:
     async def attach_command(self, caller: Caller, ref: str) -> list[str]:
         """The command a person runs in a terminal to watch and type into a session."""
         target = await self.session(caller, ref)
+        self._check_here(target, "attach to")
         return self._tmux.attach_command(target.tmux_session)
 
     async def spawn(self, caller: Caller, prompt: str = "", *, name: str | None = None,
                     provider: str = "claude", workdir: str | None = None,
-                    wait: float | None = None, worktree: str | None = None, host: str | None = None) -> Session:
+                    wait: float | None = None, worktree: str | None = None, host: str | None = None,
+                    confine: bool = False) -> Session:
         """`worktree`: start the agent in a new git worktree, on branch `worktree` ("" for sm/<name>).
-        `host`: on that node (several hosts), which checks the directory and its own limits."""
+        `host`: on that node (several hosts), which checks the directory and its own limits; with
+        `confine` (a person's /new) the directory must be under that node's allowed roots."""
         if host and host != self.settings.node:
             return await self._spawn_remote(caller, host, prompt, name=name, provider=provider,
-                                            workdir=workdir, wait=wait, worktree=worktree)
+                                            workdir=workdir, wait=wait, worktree=worktree, confine=confine)
         return await self._spawn_here(caller, prompt, name=name, provider=provider, workdir=workdir,
                                       wait=wait, worktree=worktree)
 
@@ -413,6 +445,7 @@ class Engine:
     async def resume(self, caller: Caller, ref: str) -> Session:
         """Run a lost session again (see Lifecycle.resume); its queue follows once it is ready."""
         target = await self.session(caller, ref)
+        self._check_here(target, "resume")
         await self._lifecycle.resume(caller, target)
         self._monitor.poke()
         return target
@@ -438,6 +471,7 @@ class Engine:
 
     async def rename(self, caller: Caller, ref: str, name: str) -> Session:
         target = await self.session(caller, ref)
+        self._check_here(target, "rename")
         if target.name != name:
             self._lifecycle.check_may_manage(caller, target, "rename")
             await self._free_name_of_failed_start(name)
@@ -679,6 +713,7 @@ class Engine:
         after `name` (cleaned: it cannot leave the inbox, hide or overwrite another)."""
         self._check_person(caller, "write into an inbox")
         target = await self.session(caller, ref)
+        self._check_here(target, "send files to")
         self._check_deliverable(target)
         return await asyncio.to_thread(self._inbox.reserve, target.id, name)
 
@@ -719,6 +754,7 @@ class Engine:
         """
         self._check_person(caller, "transcribe audio")
         target = await self.session(caller, ref)
+        self._check_here(target, "transcribe for")
         self._check_in_inbox(target, path)
         if not self.settings.transcribe_command.strip():
             raise Invalid("no transcription command is configured (SM_TRANSCRIBE_COMMAND)")
@@ -763,6 +799,7 @@ class Engine:
         """
         self._check_person(caller, "send a session's files")
         target = await self.session(caller, ref)
+        self._check_here(target, "take files from")
         found = await asyncio.to_thread(sharing.in_workdir, target.workdir, pattern)
         secrets_ = [p for p in found if sharing.is_secret(p)]
         if secrets_ and not secrets_confirmed:
@@ -809,6 +846,7 @@ class Engine:
     async def screen(self, caller: Caller, ref: str) -> PaneScreen:
         """A session's screen with its colours, size and cursor, for a door to draw."""
         target = await self.session(caller, ref)
+        self._check_here(target, "see the screen of")
         self._check_may_read(caller, target)
         if not target.live or not target.pane_id:
             raise Invalid(f"{target.label} has no pane to read")
@@ -1029,14 +1067,41 @@ class Engine:
         while session_id in taken:
             session_id = self._registry.new_id()
         args = {"id": session_id, "prompt": prompt, "name": options.get("name"), "provider": options.get("provider"),
-                "workdir": options.get("workdir"), "worktree": options.get("worktree")}
+                "workdir": options.get("workdir"), "worktree": options.get("worktree"),
+                "confine": bool(options.get("confine"))}
         _, reply = await self._cluster.command(host, "spawn", args, self._sender(caller), wait=60.0)
         from core.cluster import raise_reply
 
         return as_session(raise_reply(reply or {}))
 
+    def follow_other_nodes(self, caller: Caller) -> None:
+        """Every other node's events join this engine's own (`subscribe`), from a durable
+        consumer: the door showing all nodes (sm-bot's Telegram) misses none across its restarts."""
+        if not caller.is_owner:
+            raise Forbidden("only sm's own doors follow the other nodes")
+        if self._cluster is not None:
+            self._cluster.follow(self._from_elsewhere)
+
+    async def _from_elsewhere(self, node: str, wire: dict[str, Any]) -> None:
+        self._cluster.learn(node, wire)
+        session_id = wire.get("session")
+        if session_id and not self._registry.known(str(session_id)):
+            # A door's tables point at sessions (topics, its outbox): another node's gets a row here.
+            from core.cluster import as_session
+
+            remote = self._cluster.find(str(session_id))
+            await self._registry.remember_remote(remote.session() if remote is not None else as_session(
+                {"id": session_id, "name": wire.get("name") or session_id, "state": "idle"}))
+        event = event_from_dict(wire)
+        if event is None:
+            return  # a newer node's event type: nothing here shows it
+        event.node = node  # type: ignore[attr-defined]  # not a field: marks it as not this node's
+        self._bus.publish(event)
+
     def _to_cluster(self, event: Event) -> None:
-        """Every event goes to NATS; a session's change goes to the directory too."""
+        """Every event of this node goes to NATS; a session's change goes to the directory too."""
+        if getattr(event, "node", None) is not None:
+            return  # another node's, shown here
         self._cluster.publish_event(event)
         if event.session and event.type in ("session.spawned", "session.renamed", "state.changed",
                                             "session.dead", "session.resumed"):
@@ -1072,9 +1137,7 @@ class Engine:
             return bool(await self._cluster.applied(tx, msg_id, node))
 
         if op in ("send", "keys", "clear"):
-            target = await self.session(caller, str(args.get("target")))
-            if target.id not in {s.id for s in self._registry.live()}:
-                raise NotFound(f"no live session {args.get('target')!r} on node {self.settings.node}")
+            target = await self._here(caller, str(args.get("target")))
             self._check_deliverable(target)
             if op != "send":
                 self._lifecycle.check_may_manage(caller, target, "clear" if op == "clear" else "answer the dialog of")
@@ -1102,18 +1165,24 @@ class Engine:
                     raise Invalid(f"{caller.session.workdir} is not a directory on node {self.settings.node}; "
                                   "give one with --dir")
                 workdir = caller.session.workdir
+            if args.get("confine"):
+                found = paths.allowed_dir(str(workdir or ""), self._allowed_roots)
+                if found is None:
+                    raise Forbidden(f"{workdir} is not an existing directory under the allowed roots of node "
+                                    f"{self.settings.node} (its SM_TELEGRAM_ALLOWED_ROOTS)")
+                workdir = str(found)
             session = self._registry.get_live(str(args["id"])) or await self._spawn_here(
                 caller, str(args.get("prompt") or ""), name=args.get("name"),
                 provider=str(args.get("provider") or "claude"), workdir=workdir, worktree=args.get("worktree"),
                 session_id=str(args["id"]))
             result = {**session.public(), "node": self.settings.node}
         elif op == "kill":
-            await self._lifecycle.kill(caller, await self.session(caller, str(args.get("target"))))
+            await self._lifecycle.kill(caller, await self._here(caller, str(args.get("target"))))
         elif op == "wait":
             if caller.session is None:
                 raise Invalid("only an agent waits")
             await self._registry.remember_remote(caller.session)
-            target = await self.session(caller, str(args.get("target")))
+            target = await self._here(caller, str(args.get("target")))
             await self._waits.add(caller.session, target, float(args.get("seconds") or 0))
         else:
             raise Invalid(f"unknown command {op!r}")

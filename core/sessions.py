@@ -222,6 +222,10 @@ class SessionRegistry:
         if session.state == "dead":
             self._live.pop(session.id, None)
 
+    def known(self, session_id: str) -> bool:
+        """A session with a row here: this node's (live or dead), or another's remembered."""
+        return session_id in self._parents
+
     async def remember_remote(self, session: Session) -> None:
         """A session of another node that is the parent of one here: a row (dead here, so
         never listed, resolved or delivered to locally) that the family tree and the

@@ -19,8 +19,9 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from conftest import BIN, Server, wait_for
+from conftest import BIN, SM_BOT, Server, wait_for
 from core.cluster import server_config
+from telegram_harness import ThreadedTelegram
 
 NATS_SERVER = BIN / "nats-server"
 SM_NODE = str(BIN / "sm-node")
@@ -92,10 +93,10 @@ def node_env(nats: Nats, node: str, **extra: str) -> dict[str, str]:
 def nodes(tmp_path: Path, nats_server: Nats) -> Iterator[Callable[..., Server]]:
     made: list[Server] = []
 
-    def make(node: str, **extra: str) -> Server:
+    def make(node: str, program: str = SM_NODE, **extra: str) -> Server:
         home = tmp_path / node
         home.mkdir(exist_ok=True)
-        server = Server(home, node_env(nats_server, node, **extra), program=SM_NODE)
+        server = Server(home, node_env(nats_server, node, **extra), program=program)
         made.append(server)
         return server.start()
 
@@ -288,3 +289,42 @@ def test_a_burst_across_hosts_is_delivered_once_each_in_each_senders_order(
     assert len(got) == total and len(set(got)) == total  # none lost, none twice
     for name in senders:
         assert [seq for who, seq in got if who == name] == list(range(PER_SENDER)), f"{name}'s order"
+
+
+# -- one bot for every node ------------------------------------------------------------------
+
+@pytest.fixture
+def telegram() -> Iterator[ThreadedTelegram]:
+    tg = ThreadedTelegram()
+    yield tg
+    tg.close()
+
+
+def topic_named(telegram: ThreadedTelegram, name: str, timeout: float = 30) -> int:
+    return telegram.wait(lambda t: next((tid for tid, topic in t.topics().items() if topic["name"] == name), None),
+                         timeout, f"the topic {name!r}")
+
+
+def test_the_bot_shows_another_nodes_sessions_and_the_phone_reaches_them(
+        nodes: Callable[..., Server], telegram: ThreadedTelegram, tmp_path: Path) -> None:
+    bot = nodes("alpha", program=SM_BOT, **telegram.env(SM_TELEGRAM_ALLOWED_ROOTS=str(tmp_path / "alpha")))
+    # sm-node never runs Telegram, even with the token set: only alpha polls.
+    b = nodes("beta", **telegram.env(SM_TELEGRAM_ALLOWED_ROOTS=str(tmp_path / "beta")))
+    far = b.spawn_agent("far")
+    thread = topic_named(telegram, f"far · {far['id']} @beta")
+    telegram.say("from the phone to beta", thread)
+    assert b.wait_prompt(lambda p: "from the phone to beta" in p, 30) == \
+        "[from owner via telegram (owner)@alpha] from the phone to beta"
+
+    # /new <node>:<path>: started on beta, its path checked against beta's own roots.
+    telegram.say(f"/new beta:{b.workdir} plan the release")
+    assert b.wait_prompt(lambda p: "plan the release" in p, 30)
+    telegram.say("/new beta:/etc look around")
+    telegram.wait(lambda t: any("/etc is not an existing directory under the allowed roots of node beta" in x
+                                for x in t.texts()), 30, message="the refusal")
+
+    # A bot that was down catches up: a session beta started meanwhile gets its topic.
+    bot.stop(signal.SIGKILL)
+    later = b.spawn_agent("later")
+    bot.start()
+    topic_named(telegram, f"later · {later['id']} @beta")

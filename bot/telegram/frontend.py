@@ -79,7 +79,8 @@ class TelegramFrontEnd:
 
     async def _topic_name(self, session_id: str) -> str:
         try:
-            return topic_name(await self.engine.session(self.caller, session_id))
+            session = await self.engine.session(self.caller, session_id)
+            return topic_name(session, self.engine.node_of(self.caller, session.id))
         except SmError:
             return session_id
 
@@ -113,6 +114,8 @@ class TelegramFrontEnd:
         await self.outbox.start()
         if settings.chat_id:
             await self.mirror.start()
+            # Several hosts: this bot shows every node's sessions (none on a single host).
+            self.engine.follow_other_nodes(self.caller)
         self._polling = asyncio.get_running_loop().create_task(self._poll(), name="telegram-polling")
 
     async def _poll(self) -> None:

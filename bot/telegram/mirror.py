@@ -71,8 +71,9 @@ def describe_input(tool_input: Any) -> str:
     return str(tool_input or "")
 
 
-def topic_name(session: Session) -> str:
-    return f"{session.name} · {session.id}"
+def topic_name(session: Session, node: str | None = None) -> str:
+    """`name · id`, and `@node` for a session on another node (several hosts)."""
+    return f"{session.name} · {session.id}" + (f" @{node}" if node else "")
 
 
 def button_labels() -> dict[Action, str]:
@@ -205,8 +206,11 @@ class Mirror:
         await self._outbox.put(self.chat_id, "reaction", {"message_id": telegram_message, "emoji": emoji},
                                session.id, lane=Lane.CHATTER)
 
+    def topic_name(self, session: Session) -> str:
+        return topic_name(session, self._engine.node_of(self._caller, session.id))
+
     async def _new_topic(self, session: Session) -> None:
-        await self._topics.ensure(session.id, self.chat_id, topic_name(session))
+        await self._topics.ensure(session.id, self.chat_id, self.topic_name(session))
         await self._outbox.put(self.chat_id, "topic", {"action": "create"}, session.id, lane=Lane.CHATTER)
         await self.card(session)
 
@@ -235,7 +239,7 @@ class Mirror:
                 await self.text(session.id, "🚀 " + _("Spawned by {who} in {dir}").format(
                     who=who, dir=f"<code>{esc(session.workdir)}</code>"), lane=Lane.CHATTER)
             case SessionRenamed():
-                await self._outbox.put(self.chat_id, "topic", {"action": "rename", "name": topic_name(session)},
+                await self._outbox.put(self.chat_id, "topic", {"action": "rename", "name": self.topic_name(session)},
                                        session.id, lane=Lane.CHATTER)
                 await self.card(session)
             case MessageQueued():

@@ -42,8 +42,10 @@ async def send(message: Message, tg: BotServices, caller: Caller, text: str, mod
         await tg.reply(message, "⚠️ " + esc(str(exc)), reply_to=True)
         return
     # Acknowledged with a reaction on the message itself when it goes in (👍), or
-    # 👎 and a reply with the reason if it cannot: no extra messages.
-    tg.mirror.acks[queued.id] = message.message_id
+    # 👎 and a reply with the reason if it cannot: no extra messages. (Another node's
+    # session: queued here for that node, with no local message id to match.)
+    if tg.engine.node_of(caller, session.id) is None:
+        tg.mirror.acks[queued.id] = message.message_id
 
 
 @router.message(Command("urgent"))
