@@ -709,7 +709,11 @@ def server_config(users: dict[str, str], *, listen: str = "0.0.0.0:4222", store_
     for node, password in users.items():
         perms = json.dumps(node_permissions(node), indent=2).replace("\n", "\n      ")
         blocks.append(f'    {{ user: "{node}", password: {json.dumps(password)}, permissions: {perms} }}')
-    return (f'listen: "{listen}"\n'
+    return ("# nats-server configuration for sm on several hosts (README \"Several hosts\"): JetStream, and one\n"
+            "# user per node whose permissions let it speak only for itself. Made by\n"
+            "#   python -m core.cluster laptop:PASSWORD workstation:PASSWORD > nats-server.conf\n"
+            "# Run: nats-server -c nats-server.conf\n"
+            f'listen: "{listen}"\n'
             f"jetstream {{ store_dir: {json.dumps(store_dir)} }}\n"
             "# TLS: uncomment, and give nodes SM_NATS_URL=tls://host:4222 (and SM_NATS_CA if self-signed).\n"
             '# tls { cert_file: "/etc/nats/server.pem", key_file: "/etc/nats/server-key.pem" }\n'

@@ -394,8 +394,8 @@ class Engine:
         self._check_spawn_caps(caller)
         if name:
             await self._free_name_of_failed_start(name)
-        session = await self._lifecycle.spawn(caller, prompt, name=name, provider=provider,
-                                              workdir=workdir, worktree=worktree, session_id=session_id)
+        session = await self._lifecycle.spawn(caller, prompt, name=name, provider=provider, workdir=workdir,
+                                              worktree=worktree, session_id=session_id or self._new_id())
         self._monitor.poke()
         if wait and caller.session and session.state != State.ERRORED:
             await self._waits.add(caller.session, session, wait, kind="spawn")
@@ -678,7 +678,8 @@ class Engine:
             raise Invalid("wait seconds must be between 1 and 604800")
         remote = await self._remote(ref)
         if remote is not None:
-            return await self._command(caller, remote, "wait", {"seconds": seconds})
+            # The wait lives on the target's node; here, the number of its command in the outbox.
+            return (await self._command(caller, remote, "wait", {"seconds": seconds})).id
         target = await self.session(caller, ref)
         if target.id == caller.session.id:
             raise Invalid("a session cannot wait for itself")
@@ -1030,6 +1031,18 @@ class Engine:
             pass
         return self._cluster.find(ref.strip())
 
+    def _new_id(self) -> str | None:
+        """Several hosts: an id no node's live session has (ids are 6 random hex digits: two nodes
+        picking the same one in the same instant is a 1 in 16 million chance; none is reused);
+        one host: None, the registry's own."""
+        if self._cluster is None:
+            return None
+        taken = self._cluster.known_ids()
+        session_id = self._registry.new_id()
+        while session_id in taken:
+            session_id = self._registry.new_id()
+        return session_id
+
     @staticmethod
     def _sender(caller: Caller) -> dict[str, Any]:
         """Who sends a command, as the sending node vouches for it (never a token)."""
@@ -1062,10 +1075,7 @@ class Engine:
             raise Invalid("--wait does not cross nodes yet; spawn, then `sm wait` on the new session")
         if prompt:
             prompt = check_text(prompt, self.settings.max_message_bytes)
-        taken = self._cluster.known_ids()
-        session_id = self._registry.new_id()
-        while session_id in taken:
-            session_id = self._registry.new_id()
+        session_id = self._new_id()
         args = {"id": session_id, "prompt": prompt, "name": options.get("name"), "provider": options.get("provider"),
                 "workdir": options.get("workdir"), "worktree": options.get("worktree"),
                 "confine": bool(options.get("confine"))}

@@ -21,6 +21,10 @@ import pytest
 
 from conftest import BIN, SM_BOT, Server, wait_for
 from core.cluster import server_config
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE_USERS = {"laptop": "CHANGE-ME-laptop-password", "workstation": "CHANGE-ME-workstation-password",
+                 "cloud": "CHANGE-ME-cloud-password"}
 from telegram_harness import ThreadedTelegram
 
 NATS_SERVER = BIN / "nats-server"
@@ -167,6 +171,18 @@ def test_output_of_a_session_on_another_node(nodes: Callable[..., Server]) -> No
     assert "pineapple" in a.ok("output", "worker", "--transcript")
 
 
+def test_an_agent_waits_on_a_session_of_another_node(nodes: Callable[..., Server]) -> None:
+    a, b = nodes("alpha"), nodes("beta")
+    a.spawn_agent("lead")
+    b.spawn_agent("worker")
+    seen_from(a, "worker", "idle")
+    b.ok("send", "worker", "build it sleep 2")
+    b.wait_state("worker", "busy", 30)
+    a.ok("wait", "worker", "600", env=a.agent_env("lead"))
+    said = a.wait_prompt(lambda p: "worker is idle" in p, 60)
+    assert said.startswith("[sm] worker is idle"), said  # as a wait on this host says it
+
+
 # -- faults -----------------------------------------------------------------------------------
 
 def test_a_node_that_is_down_shows_unreachable_and_gets_its_commands_when_back(
@@ -192,11 +208,20 @@ def test_with_nats_down_commands_wait_in_the_outbox_and_go_when_it_returns(
     a.ok("send", "worker", "second while NATS is down")
     nats_server.start()
     b.wait_prompt(lambda p: "second while NATS is down" in p, 60)
-    got = [p for p in b.prompts() if "while NATS is down" in p]
-    assert [("first" in p, "second" in p) for p in got] == [(True, False), (False, True)]
+    # Once each, in order (the deliverer may put both in one input).
+    said = "\n".join(b.prompts())
+    assert said.count("first while NATS is down") == 1 and said.count("second while NATS is down") == 1
+    assert said.index("first while NATS is down") < said.index("second while NATS is down")
 
 
-# -- security -----------------------------------------------------------------------------------
+# -- security ---------------------------------------------------------------------------------
+
+def test_the_servers_example_configuration_is_the_one_sm_makes() -> None:
+    """nats-server.conf.example (README) stays what `python -m core.cluster` prints."""
+    assert (ROOT / "nats-server.conf.example").read_text() == server_config(EXAMPLE_USERS)
+
+
+# -- security (the server refuses) -----------------------------------------------------------------------------------
 
 def test_a_node_cannot_publish_a_command_under_another_nodes_name(nats_server: Nats) -> None:
     """alpha's user sends a command as beta, and writes beta's entry in the directory:
