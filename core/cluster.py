@@ -145,6 +145,7 @@ class Cluster:
         self._connected = asyncio.Event()
         self._reset_consumer = asyncio.Event()
         self._rewatch = asyncio.Event()
+        self._reset_events = asyncio.Event()
         self._outbox_wake = asyncio.Event()
         self._events: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=10000)
         self._dirty: dict[str, dict[str, Any] | None] = {}  # session id -> entry (None: delete)
@@ -243,6 +244,7 @@ class Cluster:
         log.info("NATS is back")
         self._reset_consumer.set()
         self._rewatch.set()
+        self._reset_events.set()
         self._outbox_wake.set()
 
     async def _on_error(self, exc: Exception) -> None:
@@ -462,12 +464,19 @@ class Cluster:
         durable = f"events_{self.node}"
 
         async def make() -> Any:
+            # Made anew from the first event not acknowledged: what a process that died had
+            # fetched but not taken comes at once, not after the ack wait. The first time: from now.
+            start: dict[str, Any] = {"deliver_policy": api.DeliverPolicy.NEW}
             try:
-                await self._js.consumer_info(EVENTS_STREAM, durable)
+                info = await self._js.consumer_info(EVENTS_STREAM, durable)
+                start = {"deliver_policy": api.DeliverPolicy.BY_START_SEQUENCE,
+                         "opt_start_seq": (info.ack_floor.stream_seq if info.ack_floor else 0) + 1}
+                await self._js.delete_consumer(EVENTS_STREAM, durable)
             except NotFoundError:
-                await self._js.add_consumer(EVENTS_STREAM, api.ConsumerConfig(
-                    name=durable, durable_name=durable, filter_subject="sm.*.events.>",
-                    ack_policy=api.AckPolicy.EXPLICIT, deliver_policy=api.DeliverPolicy.NEW, ack_wait=60))
+                pass
+            await self._js.add_consumer(EVENTS_STREAM, api.ConsumerConfig(
+                name=durable, durable_name=durable, filter_subject="sm.*.events.>",
+                ack_policy=api.AckPolicy.EXPLICIT, ack_wait=60, **start))
             return await self._js.pull_subscribe_bind(durable=durable, stream=EVENTS_STREAM)
 
         async def take(msg: Any) -> None:
@@ -479,7 +488,7 @@ class Cluster:
                     log.exception("an event from node %s could not be taken", node)
             await msg.ack()
 
-        await self._pull(make, take, "reading the nodes' events")
+        await self._pull(make, take, "reading the nodes' events", self._reset_events)
 
     async def _pull(self, make: Callable[[], Awaitable[Any]], take: Callable[[Any], Awaitable[None]], what: str,
                     reset: asyncio.Event | None = None) -> None:
@@ -491,11 +500,16 @@ class Cluster:
                 if reset is not None:
                     reset.clear()
                 sub = await make()
+                busy = False
                 while reset is None or not reset.is_set():
+                    # Idle: wait for one (a fetch of many waits for them all, or its timeout).
+                    # Busy: take what is there in one go, so a burst goes in batches.
                     try:
-                        msgs = await sub.fetch(100, timeout=1)
+                        msgs = await (sub.fetch(100, timeout=0.01) if busy else sub.fetch(1, timeout=1))
                     except (NatsTimeout, asyncio.TimeoutError):
+                        busy = False
                         continue
+                    busy = True
                     for msg in msgs:
                         await take(msg)
             except asyncio.CancelledError:
@@ -692,7 +706,7 @@ def node_permissions(node: str) -> dict[str, Any]:
         f"$JS.ACK.{COMMANDS_STREAM}.{consumer}.>",
         # the bot's durable reader of every node's events (only the sm-bot host uses it)
         f"$JS.API.CONSUMER.CREATE.{EVENTS_STREAM}.{events}.>",
-        *(f"$JS.API.CONSUMER.{verb}.{EVENTS_STREAM}.{events}" for verb in ("INFO", "MSG.NEXT")),
+        *(f"$JS.API.CONSUMER.{verb}.{EVENTS_STREAM}.{events}" for verb in ("INFO", "DELETE", "MSG.NEXT")),
         f"$JS.ACK.{EVENTS_STREAM}.{events}.>",
         # reading the directory: watches (ephemeral ordered consumers) and gets
         f"$JS.API.CONSUMER.CREATE.{kv}", f"$JS.API.CONSUMER.CREATE.{kv}.>", f"$JS.API.CONSUMER.DELETE.{kv}.>",
