@@ -89,6 +89,9 @@ def status_text(out: dict) -> str:
     if inbox and inbox.get("files"):
         lines.append(f"\ninbox: {inbox['files']} file(s), {human_bytes(inbox['bytes'])}")
     window = out.get("undelivered_window")
+    for name, node in (out.get("nodes") or {}).items():
+        if not node.get("up"):
+            lines.append(f"\nnode {name}: unreachable, last heard {ago(node['seen'])}")
     for name, link in (out.get("links") or {}).items():
         if link["state"] != "up":
             detail = f": {link['detail']}" if link.get("detail") else ""

@@ -11,6 +11,13 @@ for another node:
     sm.<target>.reply.<sender>  a command's outcome, for a sender that waits on it (spawn)
     KV sm_sessions              <node>.<session id> -> the session; <node>.node -> its heartbeat
 
+One stream for every node's events and one for every node's commands, not one per
+node: permissions are on subjects, so a shared stream keeps each node's rights as
+tight (it publishes under its own name; its consumer's filter, its own commands,
+is pinned in the permission to create it) while a new node needs no new stream.
+The heartbeat is `<node>.node` rather than `nodes.<node>` for the same reason: a
+node writes only keys under its own name.
+
 Commands are durable end to end. The sender writes each into its local SQLite
 outbox first (`cluster_outbox`), and one pump publishes them in order with a
 `Nats-Msg-Id`, retrying with backoff while NATS is away. The target reads its

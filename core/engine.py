@@ -531,9 +531,11 @@ class Engine:
         me = caller.session.public() if caller.session else None
         files, size = await asyncio.to_thread(self._inbox.size)
         kept = [w for w in await self.worktrees(caller) if not w["live"]]
+        extra: dict[str, Any] = {}
         if self._cluster is not None:
             sessions = self._with_other_nodes(sessions)
-        return {"you": me or {"name": "owner"}, "sessions": sessions, "undelivered": undelivered,
+            extra["nodes"] = self.nodes(caller)
+        return {**extra, "you": me or {"name": "owner"}, "sessions": sessions, "undelivered": undelivered,
                 "undelivered_older": 0 if everything else await self._queue.undelivered_before(since),
                 "undelivered_window": None if everything else window,
                 "locks": await self.lock_list(caller), "inbox": {"files": files, "bytes": size},

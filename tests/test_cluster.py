@@ -192,6 +192,7 @@ def test_a_node_that_is_down_shows_unreachable_and_gets_its_commands_when_back(
     seen_from(a, "worker", "idle")
     b.stop(signal.SIGKILL)
     seen_from(a, "worker", "unreachable")
+    assert "node beta: unreachable" in a.ok("status")
     a.ok("send", "worker", "while you were away")
     b.start()
     assert b.wait_prompt(lambda p: "while you were away" in p, 60)
