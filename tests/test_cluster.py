@@ -121,6 +121,14 @@ def seen_from(server: Server, ref: str, state: str | None = None, timeout: float
                     timeout, 0.1, f"{ref} to show{' ' + state if state else ''} in {server.env['SM_NODE']}'s status")
 
 
+def test_a_single_host_never_imports_nats() -> None:
+    """Without SM_NATS_URL the main process, the engine and the CLI load no NATS code."""
+    script = ("import sys, bot.main, cli.main, core.engine; "
+              "print(sorted(m for m in sys.modules if m == 'nats' or m.startswith(('nats.', 'core.cluster'))))")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
 # -- each node's sessions, everywhere -------------------------------------------------------
 
 def test_status_shows_every_nodes_sessions_with_their_node(nodes: Callable[..., Server]) -> None:
@@ -336,6 +344,7 @@ def test_the_bot_shows_another_nodes_sessions_and_the_phone_reaches_them(
     bot = nodes("alpha", program=SM_BOT, **telegram.env(SM_TELEGRAM_ALLOWED_ROOTS=str(tmp_path / "alpha")))
     # sm-node never runs Telegram, even with the token set: only alpha polls.
     b = nodes("beta", **telegram.env(SM_TELEGRAM_ALLOWED_ROOTS=str(tmp_path / "beta")))
+    assert "Telegram bot running" not in b.log.read_text() and "no Telegram here" in b.log.read_text()
     far = b.spawn_agent("far")
     thread = topic_named(telegram, f"far · {far['id']} @beta")
     telegram.say("from the phone to beta", thread)
