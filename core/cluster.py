@@ -57,6 +57,7 @@ log = logging.getLogger(__name__)
 EVENTS_STREAM = "SM_EVENTS"
 COMMANDS_STREAM = "SM_CMDS"
 BUCKET = "sm_sessions"
+MAX_ATTEMPTS = 5  # a command that fails (not refused: fails) this often is dropped
 HEARTBEAT_KEY = "node"  # <node>.node: never a session id (those are hex)
 
 MIGRATIONS = read_migrations("""
@@ -626,8 +627,13 @@ class Cluster:
             log.info("command %s from node %s refused: %s", body.get("op"), sender_node, exc)
             reply = error_reply(exc)
         except Exception as exc:
-            # Not applied (a store that failed): it comes again, before anything newer.
+            # Not applied (a store that failed): it comes again, before anything newer; a
+            # command that fails every time is dropped, not left to hold up every later one.
             log.exception("applying command %s from node %s failed", body.get("op"), sender_node)
+            if msg.metadata.num_delivered >= MAX_ATTEMPTS:
+                log.error("command %s from node %s dropped after %d attempts", msg_id, sender_node, MAX_ATTEMPTS)
+                await msg.term()
+                return
             await msg.nak(delay=1)
             self._reset_consumer.set()
             raise RuntimeError("command not applied") from exc

@@ -1084,7 +1084,10 @@ class Engine:
         _, reply = await self._cluster.command(host, "spawn", args, self._sender(caller), wait=60.0)
         from core.cluster import raise_reply
 
-        return as_session(raise_reply(reply or {}))
+        started = raise_reply(reply or {})
+        if not started:
+            raise Unavailable(f"node {host} had started {session_id} before and it has ended")
+        return as_session(started)
 
     def follow_other_nodes(self, caller: Caller) -> None:
         """Every other node's events join this engine's own (`subscribe`), from a durable
@@ -1153,6 +1156,8 @@ class Engine:
             self._check_deliverable(target)
             if op != "send":
                 self._lifecycle.check_may_manage(caller, target, "clear" if op == "clear" else "answer the dialog of")
+            if op == "keys" and target.state != State.WAITING:
+                raise Invalid(f"{target.name} has no dialog waiting for an answer now")
             kind = "text" if op == "send" else op
             text = str(args.get("keys") if op == "keys" else "clear" if op == "clear" else args.get("text") or "")
             mode = "urgent" if op == "keys" else str(args.get("mode") or "sequential")
@@ -1183,6 +1188,8 @@ class Engine:
                     raise Forbidden(f"{workdir} is not an existing directory under the allowed roots of node "
                                     f"{self.settings.node} (its SM_TELEGRAM_ALLOWED_ROOTS)")
                 workdir = str(found)
+            if self._registry.known(str(args["id"])) and self._registry.get_live(str(args["id"])) is None:
+                raise Conflict(f"session {args['id']} was started here before and has ended")
             session = self._registry.get_live(str(args["id"])) or await self._spawn_here(
                 caller, str(args.get("prompt") or ""), name=args.get("name"),
                 provider=str(args.get("provider") or "claude"), workdir=workdir, worktree=args.get("worktree"),
