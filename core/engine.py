@@ -1202,7 +1202,8 @@ class Engine:
                 raise Invalid("only an agent waits")
             await self._registry.remember_remote(caller.session)
             target = await self._here(caller, str(args.get("target")))
-            await self._waits.add(caller.session, target, float(args.get("seconds") or 0))
+            await self._waits.add(caller.session, target, float(args.get("seconds") or 0), once=once)
+            return None  # recorded with the wait itself
         else:
             raise Invalid(f"unknown command {op!r}")
         async with self._store.transaction() as tx:

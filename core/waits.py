@@ -19,7 +19,7 @@ from typing import Awaitable, Callable
 from core.queue import MessageQueue
 from core.sessions import Session, SessionRegistry
 from core.state import State, StateMachine
-from core.store import Store
+from core.store import Store, Transaction
 
 log = logging.getLogger(__name__)
 
@@ -58,12 +58,20 @@ class Waits:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def add(self, waiter: Session, target: Session, seconds: float, kind: str = "wait") -> int:
+    async def add(self, waiter: Session, target: Session, seconds: float, kind: str = "wait",
+                  once: Callable[[Transaction], Awaitable[bool]] | None = None) -> int:
+        """`once` (a wait another node asked for) records its command in the same transaction;
+        when it was applied before, nothing is added and 0 is returned."""
         now = self._clock()
-        wait_id = await self._store.execute(
-            "INSERT INTO waits (waiter_id, target_id, kind, created_at, deadline) VALUES (?, ?, ?, ?, ?)",
-            (waiter.id, target.id, kind, now, now + seconds),
-        )
+        insert = "INSERT INTO waits (waiter_id, target_id, kind, created_at, deadline) VALUES (?, ?, ?, ?, ?)"
+        params = (waiter.id, target.id, kind, now, now + seconds)
+        if once is None:
+            wait_id = await self._store.execute(insert, params)
+        else:
+            async with self._store.transaction() as tx:
+                if not await once(tx):
+                    return 0
+                wait_id = await tx.execute(insert, params)
         self._rearm.set()
         await self.check(target.id)
         return wait_id
