@@ -40,6 +40,21 @@ class RedactSecrets(logging.Filter):
         return True
 
 
+class MalformedRequests(logging.Filter):
+    """A malformed HTTP request is the client's fault: aiohttp answers it 400 and
+    logs it at ERROR with a traceback; here it becomes one warning line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from aiohttp.http_exceptions import HttpProcessingError
+
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            detail = " ".join(str(exc.message).split())[:200]
+            record.msg, record.args = "%s: %s %s", (record.getMessage(), exc.code, detail)
+            record.exc_info, record.exc_text, record.levelno, record.levelname = None, None, logging.WARNING, "WARNING"
+        return True
+
+
 class _PrivateRotatingFile(logging.handlers.RotatingFileHandler):
     """The log, and each rotated file, readable by its owner only (0600)."""
 
@@ -69,4 +84,5 @@ def setup_logging(level: str, state_dir: Path, secrets: list[str]) -> RedactSecr
         root.addHandler(handler)
     root.setLevel(level.upper())
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    logging.getLogger("aiohttp.server").addFilter(MalformedRequests())
     return redactor

@@ -99,7 +99,10 @@ def status_text(out: dict) -> str:
     if out.get("worktrees"):
         lines.append("\nworktrees kept (their sessions ended):")
         for w in out["worktrees"]:
-            lines.append(f"  {w['path']} [{w['branch']}]: {worktree_state(w)}\n    remove: {w['remove']}")
+            lines.append(f"  {w['path']} [{w['branch']}]: {worktree_state(w)}")
+            if w.get("merge"):
+                lines.append(f"    merge:  {w['merge']}")
+            lines.append(f"    remove: {w['remove']}")
     if out.get("undelivered"):
         lines.append("\nundelivered" + (f" (the last {_span(window)}):" if window else ":"))
         for m in out["undelivered"]:

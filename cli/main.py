@@ -304,7 +304,7 @@ def cost(session: str | None, since: str | None, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def worktrees(ctx: click.Context, as_json: bool) -> None:
-    """The git worktrees sm made: branch, ahead/behind, dirty, and how to remove each."""
+    """The git worktrees sm made: branch, ahead/behind, dirty, and how to merge or remove each."""
     if ctx.invoked_subcommand is not None:
         return
     from cli.common import worktree_state
@@ -318,6 +318,8 @@ def worktrees(ctx: click.Context, as_json: bool) -> None:
     for w in found:
         who = f"{w['name']} ({w['session']})" if w["live"] else f"ended ({w['session']})"
         echo(f"{w['path']} [{w['branch']}] {who}: {worktree_state(w)}")
+        if w.get("merge"):
+            echo(f"  merge:  {w['merge']}")
 
 
 @worktrees.command("prune")
@@ -332,11 +334,14 @@ def worktrees_prune() -> None:
 
 @cli.command()
 @click.argument("event")
-def hook(event: str) -> None:
-    """Claude Code hook entry point: reads the event JSON on stdin (used by sm's settings)."""
+@click.argument("payload", required=False)
+def hook(event: str, payload: str | None) -> None:
+    """Claude Code hook entry point: reads the event JSON on stdin (used by sm's settings).
+
+    `sm hook CodexTurnEnd JSON` is Codex's `notify` program: the JSON is its argument."""
     from hooks.entry import main as hook_main
 
-    sys.exit(hook_main([event]))
+    sys.exit(hook_main([event] + ([payload] if payload is not None else [])))
 
 
 @cli.command()

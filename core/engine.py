@@ -22,9 +22,9 @@ from core import environment, paths, peer, spool
 from core.config import Settings
 from core.delivery import Delivery, DeliveryTuning
 from core.errors import Conflict, Forbidden, Invalid, LimitReached, NotFound, SmError, Unavailable
-from core.events import Event, EventBus, FilesShared, Subscription, event_from_dict
+from core.events import Event, EventBus, FilesShared, Subscription, UsageUpdated, event_from_dict
 from core import sharing
-from core.hookevents import HOOK_EVENTS, HookEvents, SessionStart, Stop, parse_hook
+from core.hookevents import HOOK_EVENTS, CodexTurnEnd, HookEvents, SessionStart, Stop, parse_hook
 from core.lifecycle import Caller, Lifecycle
 from core.inbox import Inbox
 from core.limits import Limits
@@ -209,6 +209,7 @@ class Engine:
 
     async def stop(self) -> None:
         await self._limits.stop()
+        await self._usage.stop()
         await self._retention.stop()
         if self._sweeper:
             self._sweeper.cancel()
@@ -504,11 +505,28 @@ class Engine:
             out.append(item)
         return out
 
-    async def _spend(self, sessions: list[Session], since: float | None = None) -> dict[str, Spend]:
+    async def _spend(self, sessions: list[Session], since: float | None = None,
+                     fresh: bool = False) -> dict[str, Spend]:
+        """The stored figures, read at each turn's end; `fresh` reads the live sessions'
+        transcripts up to now first (`sm cost`). Listing many sessions reads no file."""
+        if fresh:
+            for s in sessions:
+                if s.live:
+                    await self._usage.refresh(s.id, s.transcript_path)
+        spend = await self._usage.spend([s.id for s in sessions], since)
         for s in sessions:
-            if s.live and get_provider(s.provider).has_hooks:
-                await self._usage.refresh(s.id, s.transcript_path)
-        return await self._usage.spend([s.id for s in sessions], since)
+            spend[s.id].reported = spend[s.id].reported or get_provider(s.provider).records_usage
+        return spend
+
+    async def _read_usage(self, session: Session, path: str | None = None) -> None:
+        """A turn ended: read what it used; the card follows when the figures grow."""
+        def grew() -> None:
+            self._bus.publish(UsageUpdated(session=session.id, name=session.name))
+
+        try:
+            await self._usage.after_turn(session.id, path or session.transcript_path, grew)
+        except Exception:
+            log.exception("reading the usage of %s failed", session.label)
 
     async def status(self, caller: Caller, everything: bool = False) -> dict[str, Any]:
         """Who the caller is, the live sessions, locks, and the messages that could not be
@@ -547,8 +565,7 @@ class Engine:
         """A session ended: read the last of its usage; remove its worktree if clean and merged."""
         if not (session.state == State.DEAD or session.gone):
             return
-        if get_provider(session.provider).has_hooks:
-            await self._usage.refresh(session.id, session.transcript_path)
+        await self._usage.refresh(session.id, session.transcript_path)
         w = await self._worktrees.of(session.id)
         if w is None or w.removed_at is not None:
             return
@@ -594,7 +611,7 @@ class Engine:
     # -- tokens and cost ---------------------------------------------------------------
 
     async def usage(self, caller: Caller, ref: str) -> dict[str, Any]:
-        """One session's tokens and cost (read up to now from its transcripts)."""
+        """One session's tokens and cost, as read at the end of its last turn."""
         target = await self.session(caller, ref)
         return (await self._spend([target]))[target.id].public(self._usage.prices)
 
@@ -602,7 +619,8 @@ class Engine:
         """A swarm's tokens and cost: a session and its descendants, the dead included.
 
         No session: the caller's own swarm (the owner's: every session). `since`
-        (epoch seconds) counts only the model calls answered from then on.
+        (epoch seconds) counts only the model calls answered from then on. The
+        live sessions' transcripts are read up to now first.
         """
         root = caller.id
         if ref:
@@ -613,7 +631,7 @@ class Engine:
         for row in await self._store.fetchall("SELECT * FROM sessions ORDER BY created_at"):
             if root is None or self._registry.descends_from(row["id"], root):
                 members.append(self._registry.get_live(row["id"]) or Session(**dict(row)))
-        spend = await self._spend(members, since)
+        spend = await self._spend(members, since, fresh=True)
         total = Spend()
         rows = []
         for s in members:
@@ -988,6 +1006,9 @@ class Engine:
                     await self._locks.release_all(session)  # cleared, by sm or at the terminal
             case Stop():
                 await self._locks.release_auto(session)
+                await self._read_usage(session)  # before the idle state, whose card shows it
+            case CodexTurnEnd(transcript_path=path):
+                await self._read_usage(session, path)
         return await self._hooks.handle(session, hook)
 
     async def drain_spool(self, caller: Caller) -> int:

@@ -149,6 +149,14 @@ class TurnFinished(Event):
 
 
 @dataclass(kw_only=True)
+class UsageUpdated(Event):
+    """A session's tokens grew: read at the end of a turn (its card shows them)."""
+
+    type: ClassVar[str] = "usage.updated"
+    name: str
+
+
+@dataclass(kw_only=True)
 class IdleReminder(Event):
     type: ClassVar[str] = "idle.reminder"
     name: str

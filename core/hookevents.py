@@ -11,6 +11,7 @@
 | Stop                                    | idle (ignored while a clear is in flight)     |
 | StopFailure                             | limited (a usage/rate limit), else errored    |
 | SessionEnd (not /clear, not a hang-up)  | errored: the agent exited (not when lost)     |
+| CodexTurnEnd (Codex's `notify`)         | its answer (TurnFinished); usage is read      |
 """
 
 from __future__ import annotations
@@ -138,6 +139,21 @@ class SessionEnd(Hook):
 
 
 @dataclass(frozen=True)
+class CodexTurnEnd(Hook):
+    """Not Claude's: Codex's `notify` at the end of a turn (hooks/entry.py adds the rollout's path)."""
+
+    name: ClassVar[str] = "CodexTurnEnd"
+    thread_id: str = ""
+    transcript_path: str = ""
+    last_message: str = ""
+
+    @classmethod
+    def parse(cls, payload: dict[str, Any]) -> "CodexTurnEnd":
+        return cls(payload, str(payload.get("thread-id") or ""), str(payload.get("transcript_path") or ""),
+                   str(payload.get("last-assistant-message") or ""))
+
+
+@dataclass(frozen=True)
 class SubagentStop(Hook):
     name: ClassVar[str] = "SubagentStop"
 
@@ -149,7 +165,7 @@ class PreCompact(Hook):
 
 HOOKS: dict[str, type[Hook]] = {cls.name: cls for cls in (
     SessionStart, UserPromptSubmit, PreToolUse, PostToolUse, PermissionRequest, Notification,
-    Stop, StopFailure, SessionEnd, SubagentStop, PreCompact,
+    Stop, StopFailure, SessionEnd, SubagentStop, PreCompact, CodexTurnEnd,
 )}
 HOOK_EVENTS = frozenset(HOOKS)
 
@@ -257,6 +273,11 @@ class HookEvents:
                 await self._states.set(session, State.ERRORED,
                                        Reason(ReasonKind.EXITED, f"agent exited ({why or 'ended'})"),
                                        source=source)
+            case CodexTurnEnd(last_message=text):
+                # Its state is read from the screen; its answer goes to the phone as
+                # Claude's does (the engine reads the turn's usage).
+                if text:
+                    self._bus.publish(TurnFinished(session=session.id, name=session.name, text=text))
             case Notification() | SessionEnd() | SubagentStop() | PreCompact():
                 pass  # other notifications, a /clear's SessionEnd, subagents, compaction: no change
             case _:

@@ -121,6 +121,12 @@ class Lifecycle:
         argv[0] = program
         if provider.has_hooks and provider.name == "claude":
             argv += ["--settings", str(self.claude_settings)]
+        if provider.name == "codex":
+            # Codex has no hooks sm uses, but runs its `notify` program at the end of
+            # each turn with the thread's id: sm reads that thread's usage then. A JSON
+            # array of strings is a TOML array too. It replaces the person's own
+            # `notify` of config.toml, which the hook then runs (hooks/entry.py).
+            argv += ["-c", "notify=" + json.dumps([*shlex.split(self.sm), "hook", "CodexTurnEnd"])]
         argv += extra_args or []
         # tmux 3.3 replaces PATH with its client's even when given with -e,
         # so PATH (which must find `sm`) rides on the command line instead.

@@ -142,3 +142,10 @@ CREATE TABLE usage (
     PRIMARY KEY (session_id, message_id)
 );
 CREATE INDEX usage_at ON usage(at);
+
+-- migration 7: the model in force in a transcript
+
+-- Codex's rollout names the model once per turn (its `turn_context` line), not
+-- on each usage line: the last one read is kept, so that a read resuming at
+-- `offset` prices the calls after it by the right model.
+ALTER TABLE transcripts ADD COLUMN model TEXT;

@@ -263,6 +263,9 @@ class Provider:
     # The flag that continues a conversation by its id (Claude's session id, from
     # its hooks); empty: a resumed session of this provider starts afresh.
     resume_flag: str = ""
+    # Whether sm reads its tokens from its own logs (core/usage.py): its figures
+    # show as counted, zero before its first turn ends, not "not reported".
+    records_usage: bool = False
 
     def with_header(self, header: str, body: str) -> str:
         return f"{self.header_prefix}{header}{self.header_separator}{body}"
@@ -351,6 +354,7 @@ CLAUDE = Provider(
     busy_in_footer=True,
     spinner=CLAUDE_SPINNER_RE,
     resume_flag="--resume",
+    records_usage=True,
     # Permission dialogs, and the start-up dialogs that swallow a first prompt.
     waiting_markers=(
         "Do you want to proceed?",
@@ -374,6 +378,7 @@ CODEX = Provider(
     prompt_chars=("›",),
     find_box=codex_box,
     digit_answers=False,
+    records_usage=True,
 )
 
 GEMINI = Provider(

@@ -13,6 +13,16 @@ so a restart reads only what is new), up to its last complete line. Counted
 messages are rows in `usage`, so figures survive restarts and `--since` can
 count only recent calls.
 
+Codex writes a rollout (JSONL under `$CODEX_HOME/sessions/YYYY/MM/DD/`) per
+thread. Each answered model request is a `token_usage_record` line with its
+`response_id` (counted once, as a Claude message id) and `usage`; the model is
+the one its turn ran with (the `turn_context` line before it). OpenAI's
+`input_tokens` include the cached ones: sm counts `input` as the uncached
+part, and the cached part as cache reads, as Claude's figures are split. sm
+learns a Codex session's rollout from Codex's `notify` program, run at the end
+of each turn with the thread's id; it finds the thread's file in the agent's
+CODEX_HOME (core/lifecycle.py, hooks/entry.py).
+
 Cost is tokens times a price table (USD per million tokens) matched by the
 model's name; an unknown model shows tokens only.
 """
@@ -23,10 +33,11 @@ import asyncio
 import json
 import logging
 import os
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from core.store import Store
 
@@ -60,7 +71,30 @@ DEFAULT_PRICES: dict[str, dict[str, float]] = {
     "claude-mythos-5": {"input": 10, "output": 50, "cache_write": 12.5, "cache_read": 1},
     "claude-mythos-5-1": {"input": 10, "output": 50, "cache_write": 12.5, "cache_read": 0.25},
     "claude-mythos-5-2": {"input": 8, "output": 40, "cache_write": 10, "cache_read": 0.2},
+    # OpenAI's list prices (cached input as cache_read), for the models whose
+    # price was published; Codex 0.171.0's own newer models (gpt-5.5, gpt-6-*)
+    # have no public price sm knows: give theirs with SM_PRICES or `prices:`.
+    "gpt-5": {"input": 1.25, "output": 10, "cache_read": 0.125},
+    "gpt-5-codex": {"input": 1.25, "output": 10, "cache_read": 0.125},
+    "gpt-5-mini": {"input": 0.25, "output": 2, "cache_read": 0.025},
+    "gpt-5-nano": {"input": 0.05, "output": 0.4, "cache_read": 0.005},
+    "gpt-5.1": {"input": 1.25, "output": 10, "cache_read": 0.125},
+    "gpt-5.1-codex": {"input": 1.25, "output": 10, "cache_read": 0.125},
+    "gpt-4.1": {"input": 2, "output": 8, "cache_read": 0.5},
+    "gpt-4.1-mini": {"input": 0.4, "output": 1.6, "cache_read": 0.1},
+    "gpt-4.1-nano": {"input": 0.1, "output": 0.4, "cache_read": 0.025},
+    "gpt-4o": {"input": 2.5, "output": 10, "cache_read": 1.25},
+    "gpt-4o-mini": {"input": 0.15, "output": 0.6, "cache_read": 0.075},
+    "o3": {"input": 2, "output": 8, "cache_read": 0.5},
+    "o4-mini": {"input": 1.1, "output": 4.4, "cache_read": 0.275},
 }
+
+# Anthropic's names nest versions ("claude-sonnet-4-5-20250929" is priced as
+# "claude-sonnet-4"): they match a listed name followed by any `-` suffix.
+# Other names match exactly or with a date suffix only, since OpenAI's
+# suffixes name other products at other prices (gpt-5-pro, gpt-5-mini).
+_NESTED_NAMES = ("claude-",)
+_DATE_SUFFIX = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{8})$")
 
 
 @dataclass
@@ -82,12 +116,15 @@ class Tokens:
 
 
 def price_for(model: str, prices: dict[str, dict[str, float]]) -> dict[str, float] | None:
-    """The price of `model`: an exact entry, else the longest entry it starts with at a `-`."""
+    """The price of `model`: an exact entry, else the longest entry it starts with at a `-`
+    (for a name outside Anthropic's scheme, only when the rest is a date)."""
     if model in prices:
         return prices[model]
     best = ""
     for name in prices:
-        if model.startswith(name + "-") and len(name) > len(best):
+        if not model.startswith(name + "-") or len(name) <= len(best):
+            continue
+        if name.startswith(_NESTED_NAMES) or _DATE_SUFFIX.fullmatch(model[len(name):]):
             best = name
     return prices[best] if best else None
 
@@ -120,13 +157,33 @@ def _timestamp(value: Any) -> float:
     return 0.0
 
 
-def parse_line(line: bytes) -> Call | None:
-    """The model call on one transcript line, if it records one."""
+def _count(usage: dict[str, Any], key: str) -> int:
+    value = usage.get(key)
+    return value if isinstance(value, int) and value >= 0 else 0
+
+
+def parse_line(line: bytes, model: str = "") -> Call | str | None:
+    """What one transcript line records: a model call, a model (a Codex turn's), or nothing.
+
+    `model` is the model in force (Codex's rollout names it once per turn)."""
     try:
         entry = json.loads(line)
     except ValueError:
         return None
     if not isinstance(entry, dict):
+        return None
+    payload = entry.get("payload")
+    if isinstance(payload, dict):  # a Codex rollout line
+        match entry.get("type"):
+            case "turn_context" | "session_meta" if isinstance(payload.get("model"), str):
+                return payload["model"]
+            case "token_usage_record" if isinstance(payload.get("usage"), dict) and payload.get("response_id"):
+                usage = payload["usage"]
+                cached = _count(usage, "cached_input_tokens")
+                tokens = Tokens(max(0, _count(usage, "input_tokens") - cached), _count(usage, "output_tokens"),
+                                cached, _count(usage, "cache_write_input_tokens"))
+                return Call(str(payload["response_id"]), model or "unknown", tokens,
+                            _timestamp(entry.get("timestamp")))
         return None
     message = entry.get("message")
     if not isinstance(message, dict):
@@ -135,38 +192,50 @@ def parse_line(line: bytes) -> Call | None:
     message_id = message.get("id")
     if not isinstance(usage, dict) or not isinstance(message_id, str):
         return None
-
-    def n(key: str) -> int:
-        value = usage.get(key)
-        return value if isinstance(value, int) and value >= 0 else 0
-
-    tokens = Tokens(n("input_tokens"), n("output_tokens"), n("cache_read_input_tokens"),
-                    n("cache_creation_input_tokens"))
+    tokens = Tokens(_count(usage, "input_tokens"), _count(usage, "output_tokens"),
+                    _count(usage, "cache_read_input_tokens"), _count(usage, "cache_creation_input_tokens"))
     return Call(message_id, str(message.get("model") or "unknown"), tokens, _timestamp(entry.get("timestamp")))
 
 
-def read_new(path: str, offset: int) -> tuple[list[Call], int, int]:
+@dataclass
+class Chunk:
+    """What a read of a transcript found."""
+
+    calls: list[Call]
+    offset: int  # where the next read starts: after the last complete line
+    read: int  # bytes read
+    model: str  # the model in force at `offset` (Codex names it once per turn)
+
+
+def read_new(path: str, offset: int, model: str = "") -> Chunk:
     """The calls written to `path` after `offset`, up to its last complete line.
 
-    Returns (calls, the new offset, bytes read). A file that shrank (rewritten)
-    is read again from the start.
+    A file that shrank (rewritten) is read again from the start.
     """
     try:
         with open(path, "rb") as fh:
             size = os.fstat(fh.fileno()).st_size
             if size < offset:
-                offset = 0
+                offset, model = 0, ""
             if size == offset:
-                return [], offset, 0
+                return Chunk([], offset, 0, model)
             fh.seek(offset)
             data = fh.read(size - offset)
     except OSError:
-        return [], offset, 0
+        return Chunk([], offset, 0, model)
     end = data.rfind(b"\n")
     if end < 0:
-        return [], offset, len(data)  # a line still being written
-    calls = [call for line in data[:end].split(b"\n") if line.strip() and (call := parse_line(line))]
-    return calls, offset + end + 1, len(data)
+        return Chunk([], offset, len(data), model)  # a line still being written
+    calls = []
+    for line in data[:end].split(b"\n"):
+        if not line.strip():
+            continue
+        found = parse_line(line, model)
+        if isinstance(found, str):
+            model = found
+        elif found is not None:
+            calls.append(found)
+    return Chunk(calls, offset + end + 1, len(data), model)
 
 
 def subagent_transcripts(path: str) -> list[str]:
@@ -219,14 +288,50 @@ class Spend:
                 "models": sorted(self.models)}
 
 
+# Claude Code writes a turn's last transcript lines around its Stop hook, at
+# times just after it: a turn's end is read at once, then again after these
+# delays (seconds), each read costing only what is new.
+SETTLE_READS = (0.5, 2.0, 8.0)
+
+
 class UsageBook:
     """The stored figures, and the reader that keeps them up to date."""
 
-    def __init__(self, store: Store, prices: dict[str, dict[str, float]]) -> None:
+    def __init__(self, store: Store, prices: dict[str, dict[str, float]],
+                 settle: tuple[float, ...] = SETTLE_READS) -> None:
         self._store = store
         self.prices = prices
+        self._settle = settle
         self._locks: dict[str, asyncio.Lock] = {}
+        self._later: set[asyncio.Task[None]] = set()
         self.bytes_read = 0  # every byte read from transcripts, since start (for tests and bench)
+
+    async def after_turn(self, session_id: str, path: str | None, grew: Callable[[], None]) -> None:
+        """A turn ended: read its usage now and, for the lines written after its end, a
+        little later; `grew()` is called after each read that found new calls."""
+        if await self.refresh(session_id, path):
+            grew()
+        task = asyncio.get_running_loop().create_task(self._read_later(session_id, path, grew),
+                                                      name=f"usage-after-turn-{session_id}")
+        self._later.add(task)
+        task.add_done_callback(self._later.discard)
+
+    async def _read_later(self, session_id: str, path: str | None, grew: Callable[[], None]) -> None:
+        waited = 0.0
+        for delay in self._settle:
+            await asyncio.sleep(delay)
+            waited += delay
+            try:
+                if await self.refresh(session_id, path):
+                    log.info("usage of session %s: calls found %g s after its turn's end", session_id, waited)
+                    grew()
+            except Exception:
+                log.exception("reading the usage of session %s failed", session_id)
+
+    async def stop(self) -> None:
+        for task in list(self._later):
+            task.cancel()
+        await asyncio.gather(*self._later, return_exceptions=True)
 
     async def track(self, session_id: str, path: str | None) -> None:
         """Remember a transcript of a session (they change on /clear; the old ones still count)."""
@@ -235,29 +340,33 @@ class UsageBook:
                 "INSERT OR IGNORE INTO transcripts (session_id, path, offset) VALUES (?, ?, 0)",
                 (session_id, path))
 
-    async def refresh(self, session_id: str, current: str | None) -> None:
-        """Read what the session's transcripts gained since the last read."""
+    async def refresh(self, session_id: str, current: str | None) -> bool:
+        """Read what the session's transcripts gained since the last read; whether any call was new."""
         lock = self._locks.setdefault(session_id, asyncio.Lock())
+        changed = False
         async with lock:
             await self.track(session_id, current)
             rows = await self._store.fetchall(
-                "SELECT path, offset FROM transcripts WHERE session_id = ?", (session_id,))
-            known = {row["path"]: row["offset"] for row in rows}
+                "SELECT path, offset, model FROM transcripts WHERE session_id = ?", (session_id,))
+            known = {row["path"]: (row["offset"], row["model"] or "") for row in rows}
             for path in list(known):
                 if "/subagents/" in path:
                     continue
                 for sub in await asyncio.to_thread(subagent_transcripts, path):
                     if sub not in known:
                         await self.track(session_id, sub)
-                        known[sub] = 0
-            for path, offset in known.items():
-                calls, new_offset, read = await asyncio.to_thread(read_new, path, offset)
-                self.bytes_read += read
-                if new_offset == offset and not calls:
+                        known[sub] = (0, "")
+            for path, (offset, model) in known.items():
+                chunk = await asyncio.to_thread(read_new, path, offset, model)
+                self.bytes_read += chunk.read
+                if chunk.offset == offset and not chunk.calls:
                     continue
-                await self._record(session_id, path, calls, new_offset)
+                await self._record(session_id, path, chunk)
+                changed = changed or bool(chunk.calls)
+        return changed
 
-    async def _record(self, session_id: str, path: str, calls: list[Call], offset: int) -> None:
+    async def _record(self, session_id: str, path: str, chunk: Chunk) -> None:
+        calls = chunk.calls
         # A message's lines arrive together: merge them here (largest of each count), one row each.
         merged: dict[str, Call] = {}
         for call in calls:
@@ -282,8 +391,8 @@ class UsageBook:
                     " cache_write_tokens = max(cache_write_tokens, excluded.cache_write_tokens)",
                     (session_id, call.message_id, call.model, call.tokens.input, call.tokens.output,
                      call.tokens.cache_read, call.tokens.cache_write, call.at))
-            await tx.execute("UPDATE transcripts SET offset = ? WHERE session_id = ? AND path = ?",
-                             (offset, session_id, path))
+            await tx.execute("UPDATE transcripts SET offset = ?, model = ? WHERE session_id = ? AND path = ?",
+                             (chunk.offset, chunk.model, session_id, path))
 
     async def spend(self, session_ids: list[str], since: float | None = None) -> dict[str, Spend]:
         """Each session's spend (from the stored figures), optionally only calls at or after `since`."""

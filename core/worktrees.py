@@ -138,10 +138,11 @@ def _exclude_if_inside(repo: str, folder: Path) -> None:
 
 
 def inspect(w: Worktree) -> dict[str, Any]:
-    """Its state now: exists, dirty, ahead/behind its base, merged."""
+    """Its state now: exists, dirty, ahead/behind its base, merged, and how to merge it."""
     out: dict[str, Any] = {"session": w.session_id, "repo": w.repo, "path": w.path, "branch": w.branch,
                            "base": w.base, "exists": os.path.isdir(w.path), "dirty": None,
-                           "ahead": None, "behind": None, "merged": None, "remove": w.remove_command()}
+                           "ahead": None, "behind": None, "merged": None, "remove": w.remove_command(),
+                           "merge": None}
     if not out["exists"]:
         return out
     status = git("status", "--porcelain", cwd=w.path, check=False)
@@ -151,6 +152,11 @@ def inspect(w: Worktree) -> dict[str, Any]:
         behind, ahead = counts.stdout.split()
         out["behind"], out["ahead"] = int(behind), int(ahead)
     out["merged"] = git("merge-base", "--is-ancestor", w.branch, w.base, cwd=w.repo, check=False).returncode == 0
+    if not out["merged"]:
+        # Merged back where its base is checked out, it is then clean and merged: pruned.
+        where = checked_out_at(w.repo, w.base)
+        if where:
+            out["merge"] = (f"git -C {shlex.quote(where)} merge {shlex.quote(w.branch)} && sm worktrees prune")
     return out
 
 

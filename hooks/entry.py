@@ -7,6 +7,11 @@ Delivery is retried; if the server is unreachable, the event goes to the
 spool, and from then on later events queue behind it there, so the server
 replays them in order. It never blocks Claude for long and always exits 0 (a
 hook that fails must fail open).
+
+`sm hook CodexTurnEnd JSON` is Codex's `notify` program in the sessions sm
+starts: the JSON (Codex's payload, its last argument) gains the path of the
+thread's rollout, found in the agent's CODEX_HOME, and the person's own
+`notify` of config.toml runs too.
 """
 
 from __future__ import annotations
@@ -30,18 +35,85 @@ def _spool(event: str, payload: dict, token: str) -> None:
     spool.write(Path(paths.spool_dir()), token, event, payload)
 
 
+def codex_rollout(codex_home: str, thread_id: str) -> str | None:
+    """The rollout file of a Codex thread (sessions/YYYY/MM/DD/rollout-<time>-<thread id>.jsonl).
+
+    The newest days are looked at first: a thread's file is in the folder of the day it began."""
+    if not thread_id or not all(ch.isalnum() or ch == "-" for ch in thread_id):
+        return None  # a thread id is a UUID: nothing a glob would read as a pattern
+    from pathlib import Path
+
+    root = Path(codex_home) / "sessions"
+    try:
+        days = sorted(root.glob("*/*/*"), reverse=True)
+    except OSError:
+        return None
+    for day in days:
+        found = sorted(day.glob(f"rollout-*-{thread_id}.jsonl"))
+        if found:
+            return str(found[-1])
+    return None
+
+
+def run_own_codex_notify(argument: str) -> None:
+    """Run the `notify` program of the person's own Codex config.toml, which sm's
+    `-c notify=…` replaced for this session, as Codex would have: the JSON as its
+    last argument, not waited for."""
+    import subprocess
+    import tomllib
+
+    home = os.environ.get("CODEX_HOME") or os.path.join(os.path.expanduser("~"), ".codex")
+    try:
+        with open(os.path.join(home, "config.toml"), "rb") as fh:
+            notify = tomllib.load(fh).get("notify")
+    except (OSError, ValueError):
+        return
+    if not notify or not isinstance(notify, list) or not all(isinstance(a, str) for a in notify):
+        return
+    if "CodexTurnEnd" in notify:
+        return  # sm's own, written into the config by hand: not run twice
+    try:
+        subprocess.Popen([*notify, argument], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL, start_new_session=True)
+    except OSError:
+        pass
+
+
+def codex_turn_end(argument: str) -> dict | None:
+    """Codex's `notify` payload (its last argument, not stdin, which may be the agent's
+    terminal), with the path of the thread's rollout added; None for a thread with no
+    rollout (the side thread in which Codex asks for a title)."""
+    try:
+        payload = json.loads(argument)
+    except ValueError:
+        return None
+    if not isinstance(payload, dict) or payload.get("type") != "agent-turn-complete":
+        return None
+    home = os.environ.get("CODEX_HOME") or os.path.join(os.path.expanduser("~"), ".codex")
+    path = codex_rollout(home, str(payload.get("thread-id") or ""))
+    return {**payload, "transcript_path": path} if path else None
+
+
 def main(argv: list[str]) -> int:
     event = argv[0] if argv else ""
     token = os.environ.get("SM_TOKEN", "")
-    raw = sys.stdin.buffer.read()
-    if not event or not token or not os.environ.get("SM_SESSION_ID"):
-        return 0
-    try:
-        payload = json.loads(raw or b"{}")
-        if not isinstance(payload, dict):
-            payload = {"value": payload}
-    except ValueError:
-        payload = {"unparsed": raw.decode("utf-8", "replace")[:2000]}
+    if event == "CodexTurnEnd":
+        if len(argv) > 1:
+            run_own_codex_notify(argv[-1])
+        found = codex_turn_end(argv[-1]) if len(argv) > 1 else None
+        if found is None or not token or not os.environ.get("SM_SESSION_ID"):
+            return 0
+        payload = found
+    else:
+        raw = sys.stdin.buffer.read()
+        if not event or not token or not os.environ.get("SM_SESSION_ID"):
+            return 0
+        try:
+            payload = json.loads(raw or b"{}")
+            if not isinstance(payload, dict):
+                payload = {"value": payload}
+        except ValueError:
+            payload = {"unparsed": raw.decode("utf-8", "replace")[:2000]}
 
     if event == "PermissionRequest":
         return _ask(payload)

@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 from cli.client import Client  # noqa: E402
 
 
-def wait_for(condition: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05,
+def wait_for(condition: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05,
              message: str = "condition") -> Any:
     """Poll `condition` until it returns something truthy, or fail after `timeout`."""
     deadline = time.monotonic() + timeout
@@ -106,7 +106,7 @@ class EventStream:
                 if line.startswith(b"data: "):
                     self.events.append(json.loads(line[6:]))
 
-    def wait(self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 15,
+    def wait(self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 30,
              message: str = "an event") -> dict[str, Any]:
         return wait_for(lambda: next((e for e in self.events if predicate(e)), None), timeout,
                         0.05, message)
@@ -209,11 +209,11 @@ class Server:
     def state(self, ref: str) -> str:
         return self.session(ref)["state"]
 
-    def wait_state(self, ref: str, state: str, timeout: float = 15) -> dict[str, Any]:
+    def wait_state(self, ref: str, state: str, timeout: float = 30) -> dict[str, Any]:
         return wait_for(lambda: (s := self.session(ref))["state"] == state and s,
                         timeout, 0.1, f"{ref} to be {state}")
 
-    def wait_turn_done(self, ref: str, answer: str, timeout: float = 15) -> dict[str, Any]:
+    def wait_turn_done(self, ref: str, answer: str, timeout: float = 30) -> dict[str, Any]:
         """Wait until the agent's answer is in its transcript and it is idle again.
 
         A prompt shows on the agent's screen a moment before its hook makes the
@@ -273,7 +273,7 @@ class Server:
             self.wait_state(name, "idle")
         return session
 
-    def wait_prompt(self, predicate: Callable[[str], bool], timeout: float = 15,
+    def wait_prompt(self, predicate: Callable[[str], bool], timeout: float = 30,
                     message: str = "a prompt") -> str:
         """The first prompt any fake agent received that matches `predicate`."""
         return wait_for(lambda: next((p for p in self.prompts() if predicate(p)), None),

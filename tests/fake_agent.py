@@ -10,6 +10,7 @@ Usage: python tests/fake_agent.py [--settings FILE] [--log FILE] [--resume SESSI
        transcript, SessionStart with source "resume")
 Env:   FAKE_AGENT_DIR (where transcripts go), FAKE_AGENT_STARTUP_DELAY (seconds),
        FAKE_AGENT_LIMIT_TEXT (the usage-limit notice of a prompt with "hit-limit"),
+       FAKE_AGENT_USAGE (JSON: each answer's transcript line records a model call with this usage),
        FAKE_AGENT_SWALLOW_ENTERS (ignore this many Enters on a non-empty box, as a
        busy terminal may).
 """
@@ -223,8 +224,12 @@ class FakeAgent:
                 return
             reply = "ok: " + text.split("\n", 1)[0][:60]
             self.transcript.append("● " + reply)
-            self.write_transcript({"type": "assistant", "message": {
-                "role": "assistant", "content": [{"type": "text", "text": reply}]}})
+            message = {"role": "assistant", "content": [{"type": "text", "text": reply}]}
+            if os.environ.get("FAKE_AGENT_USAGE"):
+                # As Claude Code records a model call: its id, model and usage.
+                message |= {"id": "msg_" + uuid.uuid4().hex[:16], "model": "claude-opus-5-5",
+                            "usage": json.loads(os.environ["FAKE_AGENT_USAGE"])}
+            self.write_transcript({"type": "assistant", "message": message})
             self.turn = None
             self.worked = f"✻ Worked for {round(time.monotonic() - started)}s"
             self.fire("Stop", stop_hook_active=False, last_assistant_message=reply)

@@ -19,7 +19,11 @@ shell tool) get ``Session`` at once and never consume the script.
 Answers stream as the real API streams them (``stream: true`` is what Codex
 always asks for): ``response.created``, then per output item
 ``response.output_item.added``, its deltas and ``response.output_item.done``,
-then ``response.completed``.
+then ``response.completed``, which carries the request's ``usage`` as the real
+API reports it (``input_tokens`` including ``input_tokens_details.cached_tokens``,
+``output_tokens`` including the reasoning ones): ``USAGE`` for each scripted
+answer (or the figures given with ``FakeOpenAI(usage=...)``, ``--usage JSON``),
+a small fixed one for side requests.
 
 Use from pytest::
 
@@ -47,6 +51,20 @@ log = logging.getLogger("fake_openai")
 
 # An output item of the Responses API: {"type": "message", ...} or {"type": "function_call", ...}.
 Item = dict[str, Any]
+
+# What each scripted answer reports as used, and what a side request (a title) does.
+USAGE = {"input_tokens": 1200, "cached_tokens": 1000, "output_tokens": 80, "reasoning_tokens": 16}
+SIDE_USAGE = {"input_tokens": 10, "cached_tokens": 0, "output_tokens": 10, "reasoning_tokens": 0}
+
+
+def usage_block(figures: dict[str, int]) -> dict[str, Any]:
+    """The Responses API's `usage` object for these figures."""
+    return {"input_tokens": figures["input_tokens"],
+            "input_tokens_details": {"cached_tokens": figures["cached_tokens"]},
+            "output_tokens": figures["output_tokens"],
+            "output_tokens_details": {"reasoning_tokens": figures["reasoning_tokens"]},
+            "total_tokens": figures["input_tokens"] + figures["output_tokens"]}
+
 
 _RUN_RE = re.compile(r"(RUN|ASK):[ \t]*(.+)")
 _SLOW_RE = re.compile(r"SLOW[ \t]+(\d+(?:\.\d+)?)")
@@ -130,7 +148,8 @@ def _sse(data: dict[str, Any]) -> bytes:
 
 
 class FakeOpenAI:
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, usage: dict[str, int] | None = None) -> None:
+        self.usage = {**USAGE, **(usage or {})}
         self.host = host
         self.port = port
         self.url = ""
@@ -196,16 +215,15 @@ class FakeOpenAI:
                 await resp.write(_sse({"type": "response.output_item.added", "output_index": index,
                                        "item": {**item, "status": "in_progress", "arguments": ""}}))
             await resp.write(_sse({"type": "response.output_item.done", "output_index": index, "item": item}))
-        usage = {"input_tokens": 10, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 10,
-                 "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 20}
+        usage = usage_block(SIDE_USAGE if is_side_request(body) else self.usage)
         await resp.write(_sse({"type": "response.completed",
                                "response": {**shell, "status": "completed", "output": items, "usage": usage}}))
         await resp.write_eof()
         return resp
 
 
-async def _serve(host: str, port: int, log_file: str | None) -> None:
-    fake = FakeOpenAI(host, port)
+async def _serve(host: str, port: int, log_file: str | None, usage: dict[str, int] | None = None) -> None:
+    fake = FakeOpenAI(host, port, usage)
     print(await fake.start(), flush=True)
     if log_file:
         class _Tee(list):  # every request body, one JSON line each, for offline inspection
@@ -226,11 +244,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--log-requests", metavar="FILE", help="append request bodies as JSON lines")
+    ap.add_argument("--usage", metavar="JSON", help="the usage each scripted answer reports, e.g. "
+                    '\'{"input_tokens": 1200, "cached_tokens": 1000, "output_tokens": 80}\'')
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr)
     try:
-        asyncio.run(_serve(args.host, args.port, args.log_requests))
+        asyncio.run(_serve(args.host, args.port, args.log_requests,
+                           json.loads(args.usage) if args.usage else None))
     except KeyboardInterrupt:
         pass
 

@@ -868,7 +868,7 @@ class FakeTelegram(FileMethods, _PhoneMethods):
     def pending_updates(self) -> int:
         return len(self.updates)
 
-    async def wait_for(self, predicate: Callable[["FakeTelegram"], Any], timeout: float = 5.0) -> Any:
+    async def wait_for(self, predicate: Callable[["FakeTelegram"], Any], timeout: float = 20.0) -> Any:
         """Return predicate(self) as soon as it is truthy; TimeoutError after ``timeout``."""
         deadline = time.monotonic() + timeout
         while True:

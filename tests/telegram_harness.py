@@ -69,7 +69,7 @@ class ThreadedTelegram:
     def texts(self, thread_id: int | None = None) -> list[str]:
         return [m["text"] or "" for m in self.messages(thread_id)]
 
-    def wait(self, predicate: Callable[["ThreadedTelegram"], Any], timeout: float = 20,
+    def wait(self, predicate: Callable[["ThreadedTelegram"], Any], timeout: float = 40,
              message: str = "the fake Telegram to see it") -> Any:
         deadline = time.monotonic() + timeout
         last = None
@@ -148,7 +148,7 @@ class VirtualTime:
         await asyncio.sleep(0)  # let others run, as a real sleep would
 
 
-async def until(condition: Callable[[], Any], timeout: float = 10.0, message: str = "condition") -> Any:
+async def until(condition: Callable[[], Any], timeout: float = 30.0, message: str = "condition") -> Any:
     """Wait (on the wall clock, with a deadline) for `condition`; for tests on the event loop."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -165,3 +165,47 @@ def test_tokens_and_cost_of_a_real_claude_session(server_factory, tmp_path: Path
         assert total["input"] == calls * 1000 and total["cost"] == pytest.approx(u["cost"])
     finally:
         telegram.close()
+
+
+def test_usage_is_read_when_a_turn_ends_and_status_reads_no_transcript(server_factory) -> None:
+    # tests/fake_agent.py records each answer as a model call with this usage, then fires Stop.
+    server = server_factory(FAKE_AGENT_USAGE=json.dumps(USAGE))
+    for name in ("one", "two", "three"):
+        server.spawn_agent(name)
+    server.ok("send", "one", "first")
+    server.wait_turn_done("one", "first")
+    # Read at the turn's end: no `sm cost` asked, and only this session has figures.
+    wait_for(lambda: usage_of(server, "one")["input"] == 1000, 15, 0.1, "the turn's usage")
+    two = usage_of(server, "two")  # no turn yet: counted, nothing so far (not "not reported")
+    assert (two["reported"], two["input"], two["cost"]) == (True, 0, 0)
+
+    # Listing sessions reads no transcript: the figures are stored.
+    read = bytes_read(server)
+    for _ in range(5):
+        server.ok("status")
+        server.json("children")
+    assert bytes_read(server) == read
+
+    # What a transcript gains during a turn (here, by hand) shows once a turn ends, or at
+    # once in `sm cost`, which reads the live sessions' transcripts up to now.
+    transcript = server.session("one")["transcript_path"]
+    with open(transcript, "a") as fh:
+        # A call answered long ago (its timestamp): out of `--since`.
+        fh.write(json.dumps({"type": "assistant", "timestamp": "2025-01-01T00:00:00Z", "message": {
+            "id": "msg_by_hand", "model": "claude-opus-5-5", "usage": USAGE}}) + "\n")
+    assert usage_of(server, "one")["input"] == 1000
+    assert server.json("cost", "one")["total"]["input"] == 2000
+    assert bytes_read(server) > read
+    assert usage_of(server, "one")["input"] == 2000
+
+    # The next turn's call is counted when it ends.
+    server.ok("send", "one", "second")
+    server.wait_turn_done("one", "second")
+    wait_for(lambda: usage_of(server, "one")["input"] == 3000, 15, 0.1, "the second turn's usage")
+    assert usage_of(server, "one")["cost"] == pytest.approx(3 * COST_PER_CALL)
+    assert f"${3 * COST_PER_CALL:.2f}" in server.ok("status")
+    # Per child, and since a time: the two turns' calls, not the old one.
+    recent = server.json("cost", "--since", "1h")
+    assert {r["name"]: r["usage"]["input"] for r in recent["sessions"]} == {"one": 2000, "two": 0, "three": 0}
+    assert recent["total"]["input"] == 2000
+    assert "one" in server.ok("cost", "--since", "1h")

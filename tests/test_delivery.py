@@ -45,7 +45,7 @@ def test_urgent_interrupts_a_busy_agent(server: Server) -> None:
     server.wait_state("eng", "busy")
     server.ok("send", "eng", "queued behind", )
     server.ok("send", "eng", "STOP NOW", "--urgent")
-    urgent = server.wait_prompt(lambda p: "STOP NOW" in p, timeout=10)
+    urgent = server.wait_prompt(lambda p: "STOP NOW" in p, timeout=30)
     assert urgent == "[from owner] STOP NOW"
     assert "Interrupted by user" in server.screen("eng")
     # The sequential message still comes, after the urgent one.
@@ -59,7 +59,7 @@ def test_enter_is_not_swallowed_after_paste(server: Server) -> None:
     server.spawn_agent("eng")
     for n in range(5):
         server.ok("send", "eng", f"ping {n}")
-        server.wait_prompt(lambda p, n=n: f"ping {n}" in p, timeout=10)
+        server.wait_prompt(lambda p, n=n: f"ping {n}" in p, timeout=30)
     assert len([p for p in server.prompts() if "ping" in p]) == 5
 
 
@@ -207,7 +207,7 @@ def test_person_typing_in_the_pane_is_never_typed_over(server: Server) -> None:
     assert "from sm" not in server.screen("eng")
     assert server.session("eng")["queued"] == 1
     subprocess.run(["tmux", "-L", server.socket, "send-keys", "-t", pane, *["BSpace"] * 10], check=True)
-    got = server.wait_prompt(lambda p: "from sm" in p, timeout=10)
+    got = server.wait_prompt(lambda p: "from sm" in p, timeout=30)
     assert got == "[from owner] from sm"
 
 
@@ -215,7 +215,7 @@ def test_first_message_to_a_slow_starting_agent_is_delivered_when_ready(server_f
     server = server_factory(FAKE_AGENT_STARTUP_DELAY="2")
     server.client().request("POST", "/sessions", {"name": "slow", "prompt": "hello slowpoke"})
     assert server.session("slow")["state"] == "starting"
-    assert server.wait_prompt(lambda p: "slowpoke" in p, timeout=15) == "[from owner] hello slowpoke"
+    assert server.wait_prompt(lambda p: "slowpoke" in p, timeout=30) == "[from owner] hello slowpoke"
 
 
 def test_sender_header_names_the_sending_agent(server: Server) -> None:

@@ -22,7 +22,7 @@ EVENTS = ["SessionStart", "UserPromptSubmit", "PreToolUse", "PostToolUse", "Stop
 
 
 
-def wait_for(cond, timeout=5.0, what="condition"):
+def wait_for(cond, timeout=20.0, what="condition"):
     deadline = time.monotonic() + timeout
     while True:
         value = cond()
@@ -123,7 +123,7 @@ def test_paste_enter_hooks_and_busy_footer(pane):
     pane.tmux("send-keys", "-t", pane.pane, "-l", "please sleep 2")
     pane.tmux("send-keys", "-t", pane.pane, "Enter")
     wait_for(lambda: "esc to interrupt" in pane.screen(), what="busy footer")
-    wait_for(lambda: pane.events().count("Stop") == 3, timeout=6, what="third Stop")
+    wait_for(lambda: pane.events().count("Stop") == 3, timeout=20, what="third Stop")
     wait_for(lambda: "esc to interrupt" not in pane.screen() and "Worked for" in pane.screen(),
              what="idle footer")
     assert pane.prompts() == ["line1\nline2", "swallowedX", "please sleep 2"]

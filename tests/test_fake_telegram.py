@@ -437,7 +437,7 @@ async def test_dispatcher_polling_topic_message_and_callback(fake: FakeTelegram,
     try:
         incoming = fake.send_text(GROUP, ANN, "hello", thread_id=tid)
         assert incoming["reply_to_message"]["message_id"] == tid
-        replies = await fake.wait_for(lambda f: f.messages(GROUP, tid), timeout=5)
+        replies = await fake.wait_for(lambda f: f.messages(GROUP, tid), timeout=20)
         message = seen["messages"][0]
         assert message.message_thread_id == tid and message.is_topic_message is True
         assert message.reply_to_message.message_id == tid        # not a real reply
@@ -543,11 +543,11 @@ async def test_polling_survives_outage(fake: FakeTelegram, bot: Bot, mode: str) 
         await fake.wait_for(lambda f: f.polls_started >= 1)      # a long poll is in flight
         fake.outage(True, mode=mode)                             # fails the long poll in flight
         fake.send_text(ANN["id"], ANN, "queued during the outage")
-        await fake.wait_for(lambda f: f.outage_hits >= 1, timeout=8)  # aiogram tried again, in vain
+        await fake.wait_for(lambda f: f.outage_hits >= 1, timeout=20)  # aiogram tried again, in vain
         assert got == []
         failures = len(fake.rejected)
         fake.outage(False)
-        await fake.wait_for(lambda f: got, timeout=8)            # aiogram backs off ~1 s, retries
+        await fake.wait_for(lambda f: got, timeout=20)            # aiogram backs off ~1 s, retries
         assert got == ["queued during the outage"]
         assert len(fake.rejected) == failures                    # outage answers are not recorded
     finally:

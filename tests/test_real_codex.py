@@ -2,8 +2,10 @@
 
 The model behind it is tests/fake_openai.py, a scripted Responses API on
 loopback, so the agent is real (its TUI, its paste handling, its tools) and
-its answers are scripted. Codex has no hooks: sm knows its state from the
-screen alone (core/providers.py, tested on tests/panes/codex-*).
+its answers are scripted, with known usage figures. Codex has no hooks: sm
+knows its state from the screen alone (core/providers.py, tested on
+tests/panes/codex-*), and its usage from its rollout, read when Codex's
+`notify` program says a turn ended.
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ from typing import Iterator
 
 import pytest
 
-from codex_home import CODEX_BIN, make_codex_home, require_codex
+from codex_home import CODEX_BIN, CODEX_MODEL, make_codex_home, require_codex
 from conftest import scripted_model, Server, wait_for
-from fake_openai import user_text
+from core.humanize import usd
+from fake_openai import USAGE, is_side_request, user_text
 
 pytestmark = pytest.mark.codex
 
@@ -73,3 +76,71 @@ def test_real_codex_approval_reads_as_waiting(codex_server: Server, fake_model: 
              "the real approval dialog")
     server.wait_state("cx", "waiting", 30)
     assert not (Path(session["workdir"]) / "asked.txt").exists()
+
+
+def main_requests(log: Path) -> int:
+    """Requests of the agent's own turns (Codex's title request is not in its rollout)."""
+    if not log.exists():
+        return 0
+    return sum(1 for line in log.read_text().splitlines() if line and not is_side_request(json.loads(line)))
+
+
+def test_real_codex_usage_and_cost_are_what_the_model_reported(server_factory, tmp_path: Path,
+                                                               fake_model: tuple[str, Path]) -> None:
+    require_codex()
+    url, log = fake_model
+    home = tmp_path / "home"
+    home.mkdir()
+    env = make_codex_home(tmp_path / "codex-home", tmp_path / "work", url)
+    # Codex 0.171.0's default model has no published price: one is given here.
+    price = {"input": 2, "output": 16, "cache_read": 0.2}
+    server = server_factory(SM_CODEX_COMMAND=str(CODEX_BIN), HOME=str(home),
+                            SM_PRICES=json.dumps({CODEX_MODEL: price}), **env)
+    events = server.events()
+    server.client().request("POST", "/sessions", {
+        "name": "cx", "provider": "codex", "prompt": "RUN: touch one.txt", "dir": str(server.workdir)})
+    wait_for(lambda: main_requests(log) >= 2, 60, 0.2, "the tool call and the answer after it")
+    wait_for(lambda: "• done" in server.screen("cx"), 30, 0.2, "the turn to finish")
+    # The turn's end, from Codex's notify: its answer, for the phone.
+    turn = events.wait(lambda e: e["type"] == "turn.finished", 30)
+    assert (turn["name"], turn["text"]) == ("cx", "done")
+
+    def figures(n: int) -> tuple[int, int, int, int]:
+        # What the fake reported for n answers, split as sm shows it: input without the cached part.
+        return (n * (USAGE["input_tokens"] - USAGE["cached_tokens"]), n * USAGE["output_tokens"],
+                n * USAGE["cached_tokens"], 0)
+
+    def shown(u: dict) -> tuple[int, int, int, int]:
+        return u["input"], u["output"], u["cache_read"], u["cache_write"]
+
+    # Read at the turn's end (Codex's notify), with no `sm cost` asked: the status shows it.
+    wait_for(lambda: shown(server.session("cx")["usage"]) == figures(main_requests(log)), 30, 0.2,
+             "the turn's usage in the session's status")
+    n = main_requests(log)
+    cost = server.json("cost", "cx")
+    u = cost["total"]
+    assert shown(u) == figures(n) and u["reported"] and u["models"] == [CODEX_MODEL]
+    expected = n * ((USAGE["input_tokens"] - USAGE["cached_tokens"]) * 2 + USAGE["output_tokens"] * 16
+                    + USAGE["cached_tokens"] * 0.2) / 1e6
+    assert u["cost"] == pytest.approx(expected)
+    assert usd(expected) in server.ok("cost", "cx")
+
+    # A second turn adds its calls, each response once.
+    server.wait_state("cx", "idle", 30)
+    server.ok("send", "cx", "just say something")
+    wait_for(lambda: main_requests(log) == n + 1, 60, 0.2, "the second turn's request")
+    wait_for(lambda: shown(server.session("cx")["usage"]) == figures(n + 1), 30, 0.2,
+             "the second turn's usage")
+
+    # After a /new (sm clear), a new thread and rollout: the old one still counts.
+    server.wait_state("cx", "idle", 30)
+    server.ok("clear", "cx", "a new thread")
+    wait_for(lambda: main_requests(log) == n + 2, 60, 0.2, "the new thread's request")
+    wait_for(lambda: shown(server.session("cx")["usage"]) == figures(n + 2), 30, 0.2,
+             "both threads' usage")
+    rollouts = list((tmp_path / "codex-home" / "sessions").glob("*/*/*/rollout-*.jsonl"))
+    assert len(rollouts) == 2
+    # Each turn's answer once; never the title Codex asks for in a thread of its own ("Session").
+    answers = [e["text"] for e in events.events if e["type"] == "turn.finished"]
+    events.close()
+    assert answers == ["done", "ok: [from owner] just say something", "ok: [from owner] a new thread"]

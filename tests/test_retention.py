@@ -64,6 +64,11 @@ async def seed(db: Path) -> None:
     await outbox("ccccc3", "sent", OLD)                    # goes
     await outbox("ccccc3", "sent", RECENT)                 # stays
     await outbox("ccccc3", "pending", OLD)                 # not sent yet: stays
+    for queued, session_id, at in ((1, "aaaaa1", RECENT),  # waits for a reaction, its session gone: goes
+                                   (2, "ccccc3", OLD),     # never settled, for two weeks: goes
+                                   (3, "ccccc3", RECENT)):  # stays
+        await store.execute("INSERT INTO acks (queued_id, chat_id, message_id, session_id, created_at)"
+                            " VALUES (?, ?, ?, ?, ?)", (queued, CHAT, 100 + queued, session_id, at))
     await store.close()
 
 
@@ -101,6 +106,7 @@ def test_at_start_old_history_is_pruned_and_everything_recent_or_still_needed_st
         assert rows(db, "SELECT COUNT(*) FROM waits") == [(0,)]
         assert rows(db, "SELECT session_id FROM topics") == []
         assert rows(db, "SELECT session_id FROM mirrored") == []
+        assert rows(db, "SELECT queued_id FROM acks") == [(3,)]
         assert sorted(rows(db, "SELECT status, sent_at IS NULL FROM outbox")) == [("pending", 1), ("sent", 0)]
         assert sorted(p.name for p in files.iterdir()) == ["message-2-new.txt"]
         log = server.log.read_text()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -51,6 +52,20 @@ def test_text_in_a_topic_arrives_in_the_pane_and_is_acknowledged(telegram: Threa
     telegram.wait(lambda t: t.do(lambda: t.fake.reactions.get((CHAT, sent["message_id"]))) == ["👍"],
                   message="the 👍 reaction")
     assert not [m for m in telegram.messages(thread) if m.get("reply_to_message_id") == sent["message_id"]]
+
+
+def test_a_restart_between_queueing_and_delivery_keeps_the_reaction(telegram: ThreadedTelegram,
+                                                                    tg_server: Server) -> None:
+    session = spawn(tg_server, "eng", "long job sleep 60")
+    thread = telegram.topic_of(session)
+    tg_server.wait_state("eng", "busy")
+    sent = telegram.say("after the restart", thread)
+    wait_for(lambda: tg_server.session("eng")["queued"] == 1, 20, 0.1, "the message to be queued")
+    tg_server.restart()  # the bot with it: what it waits to acknowledge is in its store
+    tg_server.ok("send", "eng", "--urgent", "stop the long job")  # the busy turn ends
+    tg_server.wait_prompt(lambda p: "after the restart" in p, 30, "the queued message to go in")
+    telegram.wait(lambda t: t.do(lambda: t.fake.reactions.get((CHAT, sent["message_id"]))) == ["👍"], 30,
+                  message="the 👍 reaction from the restarted bot")
 
 
 def test_a_turn_posts_its_answer_and_the_card_alone_says_idle(telegram: ThreadedTelegram,
@@ -222,6 +237,15 @@ def test_reply_to_a_mirrored_message_outside_a_topic_is_input(server_factory: Ca
 
         message = tg.wait(mirrored, message="the mirrored message in the private chat")
         assert message["text"].startswith("[eng · ")
+
+        def remembered() -> bool:
+            # The bot maps a message to its session once sendMessage has answered;
+            # a person's reply comes seconds later, a test's at once: wait for it.
+            with sqlite3.connect(server.state_dir / "sm.db") as db:
+                return db.execute("SELECT 1 FROM mirrored WHERE chat_id = ? AND message_id = ?",
+                                  (OWNER_ID, message["message_id"])).fetchone() is not None
+
+        wait_for(remembered, timeout=30, message="the bot to map the message to its session")
         tg.do(lambda: tg.fake.send_text(OWNER_ID, tg.owner, "answer via reply",
                                         reply_to_message_id=message["message_id"]))
         got = server.wait_prompt(lambda p: "answer via reply" in p)

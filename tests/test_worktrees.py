@@ -87,15 +87,20 @@ def test_two_worktree_children_write_the_same_path_at_once_without_waiting(serve
     assert server.json("children")[0]["worktree"] == a["workdir"]
 
 
+def child_that_commits(server: Server, name: str, repo: Path) -> Path:
+    """A child in a worktree of `repo` that commits a change to src/app.py; its worktree."""
+    wt = Path(spawn(server, name, repo, "--worktree")["workdir"])
+    server.wait_state(name, "idle")
+    (wt / "src" / "app.py").write_text("print('v2')\n")
+    git(wt, "commit", "-q", "-am", "v2")
+    return wt
+
+
 def test_a_clean_merged_child_leaves_nothing_behind(server: Server) -> None:
     repo = make_repo(server.workdir / "repo")
-    child = spawn(server, "fixer", repo, "--worktree")
-    wt = Path(child["workdir"])
-    server.wait_state("fixer", "idle")
     # It commits its work (and leaves an ignored log); the work is merged.
-    (wt / "src" / "app.py").write_text("print('v2')\n")
+    wt = child_that_commits(server, "fixer", repo)
     (wt / "build.log").write_text("ignored files don't count\n")
-    git(wt, "commit", "-q", "-am", "fix")
     assert worktrees(server)[0]["ahead"] == 1
     git(repo, "merge", "-q", "--ff-only", "sm/fixer")
     server.ok("kill", "fixer")
@@ -123,6 +128,23 @@ def test_a_dirty_child_keeps_its_worktree_and_status_says_how_to_remove_it(serve
     (wt / "notes.txt").unlink()
     assert f"removed {wt}" in server.ok("worktrees", "prune")
     assert not wt.exists() and worktrees(server) == []
+
+
+def test_a_clean_but_unmerged_child_is_kept_with_how_to_merge_it_back(server: Server) -> None:
+    repo = make_repo(server.workdir / "repo")
+    wt = child_that_commits(server, "builder", repo)
+    server.ok("kill", "builder")
+    kept = wait_for(lambda: server.json("status")["worktrees"], 15, message="the kept worktree")
+    assert kept[0]["merge"] == f"git -C {repo} merge sm/builder && sm worktrees prune"
+    assert f"merge:  git -C {repo} merge sm/builder" in server.ok("status")
+    assert f"merge:  git -C {repo} merge sm/builder" in server.ok("worktrees")
+    # The command as shown (with this test's sm and git identity): merged back, then pruned.
+    command = kept[0]["merge"].replace("sm worktrees prune", f"{SM} worktrees prune")
+    subprocess.run(command, shell=True, check=True, capture_output=True, cwd=server.workdir,
+                   env={**server.env, **GIT_ENV})
+    assert (repo / "src" / "app.py").read_text() == "print('v2')\n"
+    assert not wt.exists() and worktrees(server) == []
+    assert "sm/builder" not in git(repo, "branch", "--list")
 
 
 def test_a_clean_but_unmerged_child_keeps_its_worktree(server: Server) -> None:

@@ -243,6 +243,8 @@ class WorktreeOut(Reply):
     behind: int | None
     merged: bool | None = Field(description="its branch is merged into its base")
     remove: str = Field(description="the command that removes it, changes and all")
+    merge: str | None = Field(None, description="the command that merges its branch where its base is "
+                                                "checked out, then prunes it (when not merged)")
 
 
 class Status(Reply):

@@ -24,6 +24,7 @@ from bot.telegram.middlewares import AllowList
 from bot.telegram.mirror import Mirror, topic_name
 from bot.telegram.outbox import Outbox
 from bot.telegram import retention
+from bot.telegram.acks import Acks
 from bot.telegram.prompts import PermissionPrompts
 from bot.telegram.ratelimit import RateLimiter
 from bot.telegram.services import BotServices
@@ -104,7 +105,7 @@ class TelegramFrontEnd:
         self.outbox = Outbox(store, self.bot, self.topics, self.limiter, self._topic_name)
         self.outbox.on_sent.append(self._remember)
         self.mirror = Mirror(self.engine, self.caller, self.outbox, self.topics, self.prompts,
-                             settings.chat_id or 0, self.i18n, self.background)
+                             settings.chat_id or 0, self.i18n, self.background, Acks(store))
         self.dp = Dispatcher(tg=BotServices(self.engine, self.outbox, self.topics, self.mirror,
                                             self.prompts, self.background, settings))
         self.dp.update.outer_middleware(AllowList(settings.allowed_chats(), settings.allowed_users(),

@@ -81,3 +81,18 @@ CREATE TABLE shown (
     digest      TEXT NOT NULL,
     PRIMARY KEY (chat_id, message_id)
 );
+
+-- migration 4: acknowledgements waiting for a delivery
+
+-- A person's Telegram message whose queued message is not yet delivered. When
+-- it is, sm reacts 👍 on the person's message (👎 and a reply with the reason
+-- if it fails), and the row goes. Kept here, not in memory, so that a restart
+-- between queueing and delivery still acknowledges it. Rows of messages never
+-- settled go with retention.
+CREATE TABLE acks (
+    queued_id   INTEGER PRIMARY KEY,             -- the message in the engine's queue
+    chat_id     INTEGER NOT NULL,
+    message_id  INTEGER NOT NULL,                -- the person's Telegram message
+    session_id  TEXT NOT NULL,
+    created_at  REAL NOT NULL
+);

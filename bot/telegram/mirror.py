@@ -27,6 +27,7 @@ from bot.telegram.keyboards import (
     Action, Decision, card_keyboard, options_keyboard, permission_keyboard, resume_keyboard,
 )
 from bot.telegram.lanes import Lane
+from bot.telegram.acks import Acks
 from bot.telegram.markdown import head
 from bot.telegram.outbox import Outbox
 from bot.telegram.prompts import RESTARTED, PermissionPrompts, Prompt, outcome_text
@@ -37,7 +38,7 @@ from core.errors import SmError
 from core.events import (
     Event, FilesShared, IdleReminder, MessageDelivered, MessageFailed, MessageQueued, PermissionNeeded,
     PermissionResolved, SessionDead, SessionErrored, SessionRenamed, SessionResumed, SessionSpawned, StateChanged,
-    TurnFinished,
+    TurnFinished, UsageUpdated,
 )
 from core.humanize import count, usd
 from core.lifecycle import Caller
@@ -123,7 +124,7 @@ def first_line(text: str) -> str:
 class Mirror:
     def __init__(self, engine: Engine, caller: Caller, outbox: Outbox, topics: Topics,
                  prompts: PermissionPrompts, chat_id: int, i18n: I18n, background: Background,
-                 dialog_delay: float = 1.5) -> None:
+                 acks: Acks, dialog_delay: float = 1.5) -> None:
         self._engine = engine
         self._caller = caller  # the owner, whom the mirror shows everything
         self._outbox = outbox
@@ -134,8 +135,8 @@ class Mirror:
         self._background = background
         self._dialog_delay = dialog_delay
         self._task: asyncio.Task[None] | None = None
-        # A person's Telegram messages waiting for their reaction: queued message id -> Telegram message id.
-        self.acks: dict[int, int] = {}
+        # A person's Telegram messages waiting for their reaction (stored: a restart keeps them).
+        self.acks = acks
         # What each session did last, for its card: the first line of its last answer.
         self.doing: dict[str, str] = {}
 
@@ -202,6 +203,11 @@ class Mirror:
             session.id, coalesce=f"card:{session.id}", lane=Lane.CHATTER,
         )
 
+    async def acknowledge(self, queued_id: int, telegram_message: int, session: Session) -> None:
+        """React on the person's `telegram_message` once queued message `queued_id` is
+        delivered (👍), or fails (👎 and the reason): no messages of its own."""
+        await self.acks.add(queued_id, self.chat_id, telegram_message, session.id)
+
     async def _react(self, session: Session, telegram_message: int, emoji: str) -> None:
         await self._outbox.put(self.chat_id, "reaction", {"message_id": telegram_message, "emoji": emoji},
                                session.id, lane=Lane.CHATTER)
@@ -218,7 +224,7 @@ class Mirror:
     # checks that together they cover every event the engine publishes.
     SHOWS = (SessionSpawned, SessionRenamed, MessageQueued, MessageDelivered, MessageFailed,
              TurnFinished, StateChanged, IdleReminder, PermissionNeeded, PermissionResolved, FilesShared,
-             SessionResumed)
+             SessionResumed, UsageUpdated)
     IGNORES = (
         SessionErrored,  # StateChanged to errored already says it, with the reason
         SessionDead,     # likewise for dead
@@ -246,13 +252,15 @@ class Mirror:
                 await self._queued(session, event)
             case MessageDelivered(messages=ids):
                 for message_id in ids:
-                    telegram_message = self.acks.pop(message_id, None)
+                    telegram_message = await self.acks.take(message_id)
                     if telegram_message is not None:
                         await self._react(session, telegram_message, DELIVERED)
             case MessageFailed():
                 await self._failed(session, event)
             case TurnFinished(text=answer):
                 await self._answer(session, answer)
+            case UsageUpdated():
+                await self.card(session)  # the 💰 line (coalesced with the turn's state edit)
             case StateChanged():
                 await self._state_changed(session, event)
             case IdleReminder(idle_seconds=seconds):
@@ -323,7 +331,7 @@ class Mirror:
     async def _failed(self, session: Session, event: MessageFailed) -> None:
         """A message that could not be delivered: the person must know, whoever sent it.
         Their own message gets 👎 and a reply with the reason; another's is quoted."""
-        telegram_message = self.acks.pop(event.message, None)
+        telegram_message = await self.acks.take(event.message)
         html = "❗ " + _("not delivered to {name}: {error}").format(
             name=f"<b>{esc(session.name)}</b>", error=esc(event.error))
         if telegram_message is not None:

@@ -92,7 +92,7 @@ async def _receive(parts: list[Message], session: Session, tg: BotServices, call
     except SmError as exc:
         await tg.reply(first, "⚠️ " + esc(str(exc)), reply_to=True)
         return
-    tg.mirror.acks[queued.id] = first.message_id  # 👍 on the person's message once it goes in
+    await tg.mirror.acknowledge(queued.id, first.message_id, session)  # 👍 once it goes in
 
 
 async def _transcribed(message: Message, session: Session, path: Path, caption: str, tg: BotServices,
@@ -119,7 +119,7 @@ async def _transcribed(message: Message, session: Session, path: Path, caption: 
     except SmError as exc:
         await tg.reply(message, "⚠️ " + esc(str(exc)), reply_to=True)
         return True
-    tg.mirror.acks[queued.id] = message.message_id  # 👍 on the voice note once it goes in
+    await tg.mirror.acknowledge(queued.id, message.message_id, session)  # 👍 on the voice note once it goes in
     return True
 
 

@@ -41,11 +41,10 @@ async def send(message: Message, tg: BotServices, caller: Caller, text: str, mod
     except SmError as exc:
         await tg.reply(message, "⚠️ " + esc(str(exc)), reply_to=True)
         return
-    # Acknowledged with a reaction on the message itself when it goes in (👍), or
-    # 👎 and a reply with the reason if it cannot: no extra messages. (Another node's
-    # session: queued here for that node, with no local message id to match.)
+    # Acknowledged when delivered (another node's session: queued here for that node,
+    # with no local message id to match, so no reaction).
     if tg.engine.node_of(caller, session.id) is None:
-        tg.mirror.acks[queued.id] = message.message_id
+        await tg.mirror.acknowledge(queued.id, message.message_id, session)
 
 
 @router.message(Command("urgent"))
