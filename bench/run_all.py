@@ -23,7 +23,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from _harness import RESULTS, nproc  # noqa: E402
 
-BENCHES = ["cli_cold", "spawn", "delivery", "wake", "idle_load", "throughput", "telegram", "usage"]
+BENCHES = ["cli_cold", "spawn", "delivery", "wake", "idle_load", "throughput", "cluster", "telegram", "usage"]
 LIMIT = 180  # seconds per benchmark
 
 

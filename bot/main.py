@@ -1,8 +1,10 @@
-"""`sm-bot` (or `python -m bot`): the main process.
+"""`sm-bot` (or `python -m bot`): the main process; `sm-node`: the same without Telegram.
 
 It builds the engine, serves the local API, and runs the Telegram bot when a
 token is configured. Without a token it runs headless: the API and the `sm`
-CLI work, and it says so. SIGINT/SIGTERM stop it cleanly; the agents keep
+CLI work, and it says so. `sm-node` never starts Telegram, token or not: on
+several hosts (README "Several hosts") exactly one host runs `sm-bot`, since a
+bot token can be polled by one process only, and every other host a node. SIGINT/SIGTERM stop it cleanly; the agents keep
 running in tmux and are adopted on the next start.
 """
 
@@ -53,13 +55,22 @@ sm is running headless: no Telegram token is set (SM_TELEGRAM_TOKEN).
 """
 
 
+NODE_BANNER = """\
+sm-node {node} is running (no Telegram here: the host running sm-bot shows this node's sessions).
+  API:        {socket}
+  state dir:  {state_dir}
+  NATS:       {nats}
+"""
+
+
 async def run(settings: Settings, redactor: RedactSecrets | None = None,
-              telegram_settings: TelegramSettings | None = None) -> int:
+              telegram_settings: TelegramSettings | None = None, role: str = "sm-bot") -> int:
     if _already_running(settings):
-        print(f"sm-bot is already running (socket {settings.socket_path})", file=sys.stderr)
+        print(f"{role} is already running (socket {settings.socket_path})", file=sys.stderr)
         return 1
     sm = hooks.cli_command()
-    engine = await Engine.open(settings, sm_command=sm, hook_settings=hooks.settings_for(sm))
+    engine = await Engine.open(settings, sm_command=sm, hook_settings=hooks.settings_for(sm),
+                               allowed_roots=telegram_settings.allowed_roots if telegram_settings else None)
     api = ApiServer(engine)
     telegram = None
     stop = asyncio.Event()
@@ -72,7 +83,11 @@ async def run(settings: Settings, redactor: RedactSecrets | None = None,
             redactor.secrets.append(engine.owner_token)
         await api.start()
         _record_where_it_listens(settings)
-        if telegram_settings and telegram_settings.token:
+        if role == "sm-node":
+            print(NODE_BANNER.format(node=settings.node, socket=settings.socket_path, state_dir=settings.state_dir,
+                                     nats=settings.nats_url or "not set (SM_NATS_URL): this node is alone"),
+                  file=sys.stderr, flush=True)
+        elif telegram_settings and telegram_settings.token:
             from bot.telegram.frontend import TelegramFrontEnd
 
             # Telegram unreachable or refusing the token: the engine and the API run
@@ -82,7 +97,7 @@ async def run(settings: Settings, redactor: RedactSecrets | None = None,
         else:
             print(HEADLESS_BANNER.format(socket=settings.socket_path, state_dir=settings.state_dir),
                   file=sys.stderr, flush=True)
-        log.info("sm-bot ready (%d live session(s))", engine.live_count())
+        log.info("%s ready (%d live session(s))", role, engine.live_count())
         # A signal, or the owner's `sm stop` (POST /shutdown): the same clean stop.
         waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(engine.shutdown_requested())]
         await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
@@ -127,20 +142,27 @@ def _describe(exc: ValidationError) -> str:
     return "; ".join(problems)
 
 
-def main() -> None:
+def node_main() -> None:
+    """`sm-node`: the engine and its local API, never Telegram (even with a token set)."""
+    main(role="sm-node")
+
+
+def main(role: str = "sm-bot") -> None:
     parse_args(sys.argv[1:])
     try:
         settings = load_settings()
         telegram_settings = load_telegram_settings()
     except ValidationError as exc:
-        print(f"sm-bot: bad configuration: {_describe(exc)}", file=sys.stderr)
+        print(f"{role}: bad configuration: {_describe(exc)}", file=sys.stderr)
         sys.exit(1)
     except ValueError as exc:
-        print(f"sm-bot: bad configuration: {exc}", file=sys.stderr)
+        print(f"{role}: bad configuration: {exc}", file=sys.stderr)
         sys.exit(1)
+    if role == "sm-node":
+        telegram_settings = telegram_settings.model_copy(update={"token": ""})
     problem = _token_problem(telegram_settings.token) if telegram_settings.token else None
     if problem:
-        print(f"sm-bot: bad configuration: {problem}", file=sys.stderr)
+        print(f"{role}: bad configuration: {problem}", file=sys.stderr)
         sys.exit(1)
     # The settings hold what they need: sm's secrets leave the environment now, so
     # the tmux server (and every agent in it) never inherits them.
@@ -155,7 +177,7 @@ def main() -> None:
         redactor = setup_logging(settings.log_level, settings.state_dir, [telegram_settings.token])
         for key in unused_yaml_keys(TelegramSettings):
             log.warning("config file %s: %s is not a setting sm uses; it is ignored", config_path(), key)
-        sys.exit(asyncio.run(run(settings, redactor, telegram_settings)))
+        sys.exit(asyncio.run(run(settings, redactor, telegram_settings, role)))
     except StoreError as exc:
         print(f"sm-bot: {exc}", file=sys.stderr)
         sys.exit(1)

@@ -45,10 +45,14 @@ def state_text(s: dict) -> str:
 def table(sessions: list) -> str:
     if not sessions:
         return "(no sessions)"
-    lines = [f"{'ID':<7} {'NAME':<20} {'PROVIDER':<8} {'AGE':>6} {'QUEUED':>6} {'COST':>9}  STATE"]
+    # Several hosts: a NODE column (sessions then carry their node).
+    nodes = any(s.get("node") for s in sessions)
+    node = (lambda s: f"{(s.get('node') or '')[:12]:<12} ") if nodes else (lambda s: "")
+    lines = [f"{'ID':<7} {'NAME':<20} " + (f"{'NODE':<12} " if nodes else "")
+             + f"{'PROVIDER':<8} {'AGE':>6} {'QUEUED':>6} {'COST':>9}  STATE"]
     for s in sessions:
         lines.append(
-            f"{s['id']:<7} {s['name'][:20]:<20} {s['provider']:<8} {ago(s['created_at']):>6} "
+            f"{s['id']:<7} {s['name'][:20]:<20} {node(s)}{s['provider']:<8} {ago(s['created_at']):>6} "
             f"{s.get('queued', ''):>6} {cost_cell(s.get('usage')):>9}  {state_text(s)}"
             + (f"  [{s['branch']}]" if s.get("worktree") else "")
         )
@@ -85,6 +89,9 @@ def status_text(out: dict) -> str:
     if inbox and inbox.get("files"):
         lines.append(f"\ninbox: {inbox['files']} file(s), {human_bytes(inbox['bytes'])}")
     window = out.get("undelivered_window")
+    for name, node in (out.get("nodes") or {}).items():
+        if not node.get("up"):
+            lines.append(f"\nnode {name}: unreachable, last heard {ago(node['seen'])}")
     for name, link in (out.get("links") or {}).items():
         if link["state"] != "up":
             detail = f": {link['detail']}" if link.get("detail") else ""

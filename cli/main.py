@@ -57,16 +57,25 @@ def cli() -> None:
 @click.option("--wait", "wait_seconds", type=float, help="Wake me when it finishes its first task, or after this many seconds.")
 @click.option("--worktree", "worktree", is_flag=False, flag_value="", default=None, metavar="[BRANCH]",
               help="Start it in a new git worktree on BRANCH (default sm/NAME), off the repository's HEAD.")
+@click.option("--host", help="Several hosts: start it on this node (--dir is then a path there).")
 @click.option("--json", "as_json", is_flag=True, help="Print the session as JSON.")
 def spawn(prompt: str, name: str | None, provider: str, workdir: str | None,
-          wait_seconds: float | None, worktree: str | None, as_json: bool) -> None:
+          wait_seconds: float | None, worktree: str | None, host: str | None, as_json: bool) -> None:
     """Start a child agent with PROMPT as its first input (empty: no input).
 
     With --worktree it works in a git worktree of its own (removed when it ends,
     if clean and merged); put PROMPT before --worktree, or use --worktree=BRANCH.
     """
-    body: dict[str, Any] = {"prompt": read_text(prompt), "provider": provider,
-                            "dir": os.path.abspath(workdir or os.getcwd())}
+    body: dict[str, Any] = {"prompt": read_text(prompt), "provider": provider}
+    if host:
+        # A path on that node, not here: sent as given (absolute), or none for its default.
+        body["host"] = host
+        if workdir:
+            if not os.path.isabs(workdir):
+                fail("with --host, give --dir as an absolute path on that node")
+            body["dir"] = workdir
+    else:
+        body["dir"] = os.path.abspath(workdir or os.getcwd())
     if worktree is not None:
         body["worktree"] = worktree
     if name:
@@ -80,7 +89,8 @@ def spawn(prompt: str, name: str | None, provider: str, workdir: str | None,
         emit_json(session)
     else:
         where = session["workdir"] + (f" (worktree, branch {session['branch']})" if session.get("worktree") else "")
-        click.echo(f"spawned {session['name']} ({session['id']}) in {where}")
+        on = f" on {session['node']}" if session.get("node") else ""
+        click.echo(f"spawned {session['name']} ({session['id']}){on} in {where}")
 
 
 @cli.command()

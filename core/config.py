@@ -28,6 +28,8 @@ bot/telegram/settings.py.
 from __future__ import annotations
 
 import os
+import re
+import socket
 from pathlib import Path
 import json
 from typing import Annotated, Any, ClassVar, Literal
@@ -42,6 +44,15 @@ from pydantic_settings import (
 )
 
 from core import paths
+
+NODE_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
+
+
+def _default_node() -> str:
+    """The short hostname, made a valid node name (lowercase; other characters become '-')."""
+    short = socket.gethostname().split(".")[0].lower()
+    name = re.sub(r"[^a-z0-9-]", "-", short).strip("-")[:32]
+    return name or "node"
 
 
 def _flatten_yaml(doc: dict[str, Any]) -> dict[str, Any]:
@@ -274,6 +285,33 @@ class Settings(SmSettings):
     # the YAML `prices:` section, e.g. {"claude-opus-5-5": {"input": 4, "output": 20,
     # "cache_write": 5, "cache_read": 0.2}}.
     prices: Annotated[dict[str, dict[str, float]], NoDecode] = {}
+    # -- several hosts (README "Several hosts"); nothing of it runs unless nats_url is set --
+    # This host's name among the nodes: lowercase letters, digits and '-'; default its short hostname.
+    node: str = Field(default_factory=lambda: _default_node())
+    # The NATS server with JetStream the nodes share, e.g. nats://hub:4222 or tls://hub:4222; empty: one host.
+    nats_url: str = ""
+    # Credentials of this node's NATS user: a .creds file, or user and password, or an nkey seed file.
+    nats_creds: str = ""
+    nats_user: str = ""
+    nats_password: str = ""
+    nats_nkey_seed: str = ""
+    # A CA file that signs the server's TLS certificate (with a tls:// URL); empty: the system's CAs.
+    nats_ca: str = ""
+    # Each node writes its heartbeat this often (seconds); another node's sessions show as
+    # `unreachable` when its heartbeat is older than SM_NODE_UNREACHABLE_AFTER.
+    node_heartbeat: float = Field(5.0, gt=0)
+    node_unreachable_after: float = Field(15.0, gt=0)
+    # Events and commands kept in the NATS streams at most this many hours and this many MB each.
+    nats_retention_hours: float = Field(72.0, gt=0)
+    nats_stream_max_mb: int = Field(1024, ge=1)
+
+    @field_validator("node", mode="after")
+    @classmethod
+    def _node_name(cls, value: str) -> str:
+        if not NODE_RE.match(value):
+            raise ValueError("must be 1-32 lowercase letters, digits or '-', starting with a letter or digit "
+                             "(it is part of NATS subjects)")
+        return value
 
     @field_validator("env_deny", mode="before")
     @classmethod

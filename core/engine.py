@@ -18,11 +18,11 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from core import environment, peer, spool
+from core import environment, paths, peer, spool
 from core.config import Settings
 from core.delivery import Delivery, DeliveryTuning
-from core.errors import Conflict, Forbidden, Invalid, LimitReached, SmError, Unavailable
-from core.events import Event, EventBus, FilesShared, Subscription, UsageUpdated
+from core.errors import Conflict, Forbidden, Invalid, LimitReached, NotFound, SmError, Unavailable
+from core.events import Event, EventBus, FilesShared, Subscription, UsageUpdated, event_from_dict
 from core import sharing
 from core.hookevents import HOOK_EVENTS, CodexTurnEnd, HookEvents, SessionStart, Stop, parse_hook
 from core.lifecycle import Caller, Lifecycle
@@ -97,11 +97,15 @@ class Engine:
         tmux: Tmux | None = None,
         clock: Callable[[], float] = time.time,
         tuning: DeliveryTuning | None = None,
+        allowed_roots: list[Path] | None = None,
     ) -> None:
         """`sm_command` and `hook_settings` come from the hooks package
         (`hooks.cli_command()`, `hooks.settings_for()`): how an agent runs the
         `sm` CLI, and the Claude Code settings that run sm's hooks."""
         self.settings = settings
+        # Where a person may start agents from the phone (the Telegram door's roots): checked
+        # here for a /new that another node asks of this one (several hosts).
+        self._allowed_roots = list(allowed_roots or [])
         self._store = store
         self._clock = clock
         self._bus = EventBus(clock)
@@ -113,6 +117,7 @@ class Engine:
         self._delivery = Delivery(self._registry, self._states, self._queue, self._tmux,
                                   settings.state_dir / "messages", tuning, clock)
         self._waits = Waits(store, self._registry, self._states, self._queue, clock)
+        self._waits.elsewhere = self._wake_elsewhere
         self._delivery.on_delivered(self._waits.on_delivered)
         self._worktrees = wt.Worktrees(store)
         self._usage = UsageBook(store, settings.price_table())
@@ -141,6 +146,13 @@ class Engine:
         self._inbox = Inbox(settings.inbox_dir, clock)
         self._sweeper: asyncio.Task[None] | None = None
         self._links: dict[str, dict[str, Any]] = {}  # a door's link to the outside, as it reports it
+        # Several hosts (core/cluster.py): only with SM_NATS_URL; one host never imports nats.
+        self._cluster: Any = None
+        if settings.nats_url:
+            from core.cluster import Cluster
+
+            self._cluster = Cluster(settings, store, self._apply_command, self._answer_request, clock)
+            self._bus.tap(self._to_cluster)
 
     @classmethod
     async def open(cls, settings: Settings, **kwargs: Any) -> "Engine":
@@ -159,6 +171,8 @@ class Engine:
                         len(removed), ", ".join(removed))
         await self._registry.load()
         await self._lifecycle.adopt()
+        if self._cluster is not None:
+            await self._cluster.start(self._registry.live)
         # Hooks spooled while sm was down are replayed first: a spooled
         # UserPromptSubmit settles a batch that a crash left in flight.
         await self._drain_spool()
@@ -203,6 +217,8 @@ class Engine:
         await self._monitor.stop()
         await self._waits.stop()
         await self._delivery.stop()
+        if self._cluster is not None:
+            await self._cluster.stop()
         await self._store.close()
 
     @property
@@ -319,8 +335,33 @@ class Engine:
         return self._registry.live()
 
     async def session(self, caller: Caller, ref: str) -> Session:
-        """A session by id or name; NotFound if there is none."""
-        return await self._registry.resolve(ref)
+        """A session by id or name; NotFound if there is none. Several hosts: a session no node
+        here has live may be another node's (`node_of` says whose); it has no pane here."""
+        try:
+            found = await self._registry.resolve(ref)
+        except NotFound:
+            remote = await self._remote(ref)
+            if remote is None:
+                raise
+            return remote.session()
+        if not found.live:
+            remote = await self._remote(ref)
+            if remote is not None:
+                return remote.session()
+        return found
+
+    def _check_here(self, target: Session, verb: str) -> None:
+        """What only the node running a session can do (its pane, its files, its tmux)."""
+        node = self.node_of(Caller(None), target.id)
+        if node is not None:
+            raise Invalid(f"{target.label} runs on node {node}: {verb} it there")
+
+    async def _here(self, caller: Caller, ref: str) -> Session:
+        """A session of this node, for a command from another node (never forwarded again)."""
+        target = await self._registry.resolve(ref)
+        if not target.live:
+            raise NotFound(f"no live session {ref!r} on node {self.settings.node}")
+        return target
 
     async def queue_counts(self, caller: Caller) -> dict[str, int]:
         """Messages waiting, by target session id."""
@@ -329,12 +370,25 @@ class Engine:
     async def attach_command(self, caller: Caller, ref: str) -> list[str]:
         """The command a person runs in a terminal to watch and type into a session."""
         target = await self.session(caller, ref)
+        self._check_here(target, "attach to")
         return self._tmux.attach_command(target.tmux_session)
 
     async def spawn(self, caller: Caller, prompt: str = "", *, name: str | None = None,
                     provider: str = "claude", workdir: str | None = None,
-                    wait: float | None = None, worktree: str | None = None) -> Session:
-        """`worktree`: start the agent in a new git worktree, on branch `worktree` ("" for sm/<name>)."""
+                    wait: float | None = None, worktree: str | None = None, host: str | None = None,
+                    confine: bool = False) -> Session:
+        """`worktree`: start the agent in a new git worktree, on branch `worktree` ("" for sm/<name>).
+        `host`: on that node (several hosts), which checks the directory and its own limits; with
+        `confine` (a person's /new) the directory must be under that node's allowed roots."""
+        if host and host != self.settings.node:
+            return await self._spawn_remote(caller, host, prompt, name=name, provider=provider,
+                                            workdir=workdir, wait=wait, worktree=worktree, confine=confine)
+        return await self._spawn_here(caller, prompt, name=name, provider=provider, workdir=workdir,
+                                      wait=wait, worktree=worktree)
+
+    async def _spawn_here(self, caller: Caller, prompt: str = "", *, name: str | None = None,
+                          provider: str = "claude", workdir: str | None = None, wait: float | None = None,
+                          worktree: str | None = None, session_id: str | None = None) -> Session:
         if wait and caller.session is None:
             raise Invalid("--wait wakes the calling agent with a message; run it inside a session sm started")
         if prompt:
@@ -342,8 +396,8 @@ class Engine:
         self._check_spawn_caps(caller)
         if name:
             await self._free_name_of_failed_start(name)
-        session = await self._lifecycle.spawn(caller, prompt, name=name, provider=provider,
-                                              workdir=workdir, worktree=worktree)
+        session = await self._lifecycle.spawn(caller, prompt, name=name, provider=provider, workdir=workdir,
+                                              worktree=worktree, session_id=session_id or self._new_id())
         self._monitor.poke()
         if wait and caller.session and session.state != State.ERRORED:
             await self._waits.add(caller.session, session, wait, kind="spawn")
@@ -382,6 +436,10 @@ class Engine:
         raise Forbidden(f"{caller.label} may not read {target.label}: only itself and its descendants")
 
     async def kill(self, caller: Caller, ref: str) -> Session:
+        remote = await self._remote(ref)
+        if remote is not None:
+            await self._command(caller, remote, "kill", {})
+            return remote.session()
         target = await self.session(caller, ref)
         await self._lifecycle.kill(caller, target)
         return target
@@ -389,6 +447,7 @@ class Engine:
     async def resume(self, caller: Caller, ref: str) -> Session:
         """Run a lost session again (see Lifecycle.resume); its queue follows once it is ready."""
         target = await self.session(caller, ref)
+        self._check_here(target, "resume")
         await self._lifecycle.resume(caller, target)
         self._monitor.poke()
         return target
@@ -414,6 +473,7 @@ class Engine:
 
     async def rename(self, caller: Caller, ref: str, name: str) -> Session:
         target = await self.session(caller, ref)
+        self._check_here(target, "rename")
         if target.name != name:
             self._lifecycle.check_may_manage(caller, target, "rename")
             await self._free_name_of_failed_start(name)
@@ -490,7 +550,11 @@ class Engine:
         me = caller.session.public() if caller.session else None
         files, size = await asyncio.to_thread(self._inbox.size)
         kept = [w for w in await self.worktrees(caller) if not w["live"]]
-        return {"you": me or {"name": "owner"}, "sessions": sessions, "undelivered": undelivered,
+        extra: dict[str, Any] = {}
+        if self._cluster is not None:
+            sessions = self._with_other_nodes(sessions)
+            extra["nodes"] = self.nodes(caller)
+        return {**extra, "you": me or {"name": "owner"}, "sessions": sessions, "undelivered": undelivered,
                 "undelivered_older": 0 if everything else await self._queue.undelivered_before(since),
                 "undelivered_window": None if everything else window,
                 "locks": await self.lock_list(caller), "inbox": {"files": files, "bytes": size},
@@ -584,11 +648,17 @@ class Engine:
         """Queue a message from the caller (an agent, the owner, or a person) to a session."""
         if mode not in MODES:
             raise Invalid(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
+        remote = await self._remote(ref)
+        if remote is not None:
+            body = check_text(text, self.settings.max_message_bytes)
+            return await self._command(caller, remote, "send", {"text": body, "mode": mode, "origin": origin})
         target = await self.session(caller, ref)
         self._check_deliverable(target)
         body = check_text(text, self.settings.max_message_bytes)
-        return await self._queue.enqueue(target.id, body, sender_id=caller.id,
-                                         sender_label=caller.label, mode=mode, origin=origin)
+        message = await self._queue.enqueue(target.id, body, sender_id=caller.id,
+                                            sender_label=caller.label, mode=mode, origin=origin)
+        assert message is not None
+        return message
 
     @staticmethod
     def _check_deliverable(target: Session) -> None:
@@ -601,13 +671,18 @@ class Engine:
         """Answer a dialog on the agent's screen with its own keys (e.g. the option's digit)."""
         if not keys or not all(k.isdigit() or k in ("Enter", "Escape", "Up", "Down", "Tab") for k in keys.split()):
             raise Invalid("keys must be option digits or Enter/Escape/Up/Down/Tab")
+        remote = await self._remote(ref)
+        if remote is not None:
+            return await self._command(caller, remote, "keys", {"keys": keys, "origin": origin})
         target = await self.session(caller, ref)
         self._lifecycle.check_may_manage(caller, target, "answer the dialog of")
         self._check_deliverable(target)
         if target.state != State.WAITING:
             raise Invalid(f"{target.name} has no dialog waiting for an answer now")
-        return await self._queue.enqueue(target.id, keys, sender_id=caller.id, sender_label=caller.label,
-                                         mode="urgent", kind="keys", origin=origin)
+        message = await self._queue.enqueue(target.id, keys, sender_id=caller.id, sender_label=caller.label,
+                                            mode="urgent", kind="keys", origin=origin)
+        assert message is not None
+        return message
 
     async def press_toolbar_key(self, caller: Caller, ref: str, key_name: str,
                                 origin: str | None = None) -> Message:
@@ -640,12 +715,20 @@ class Engine:
             raise Invalid("sm wait wakes the calling agent with a message; run it inside a session sm started")
         if not 0 < seconds <= 7 * 24 * 3600:
             raise Invalid("wait seconds must be between 1 and 604800")
+        remote = await self._remote(ref)
+        if remote is not None:
+            # The wait lives on the target's node; here, the number of its command in the outbox.
+            return (await self._command(caller, remote, "wait", {"seconds": seconds})).id
         target = await self.session(caller, ref)
         if target.id == caller.session.id:
             raise Invalid("a session cannot wait for itself")
         return await self._waits.add(caller.session, target, seconds)
 
     async def clear(self, caller: Caller, ref: str, prompt: str = "") -> Session:
+        remote = await self._remote(ref)
+        if remote is not None:
+            await self._command(caller, remote, "clear", {"prompt": prompt})
+            return remote.session()
         target = await self.session(caller, ref)
         self._lifecycle.check_may_manage(caller, target, "clear")
         if not target.live:
@@ -670,6 +753,7 @@ class Engine:
         after `name` (cleaned: it cannot leave the inbox, hide or overwrite another)."""
         self._check_person(caller, "write into an inbox")
         target = await self.session(caller, ref)
+        self._check_here(target, "send files to")
         self._check_deliverable(target)
         return await asyncio.to_thread(self._inbox.reserve, target.id, name)
 
@@ -710,6 +794,7 @@ class Engine:
         """
         self._check_person(caller, "transcribe audio")
         target = await self.session(caller, ref)
+        self._check_here(target, "transcribe for")
         self._check_in_inbox(target, path)
         if not self.settings.transcribe_command.strip():
             raise Invalid("no transcription command is configured (SM_TRANSCRIBE_COMMAND)")
@@ -754,6 +839,7 @@ class Engine:
         """
         self._check_person(caller, "send a session's files")
         target = await self.session(caller, ref)
+        self._check_here(target, "take files from")
         found = await asyncio.to_thread(sharing.in_workdir, target.workdir, pattern)
         secrets_ = [p for p in found if sharing.is_secret(p)]
         if secrets_ and not secrets_confirmed:
@@ -776,6 +862,10 @@ class Engine:
                      raw: bool = False) -> str:
         """What a session has done: the screen's content above the input box and footer, its
         last `lines` lines; the screen as it is (`raw`); or its last assistant messages (`transcript`)."""
+        remote = await self._remote(ref)
+        if remote is not None:
+            return str(await self._cluster.request(remote.node, "output", {
+                "target": remote.id, "lines": lines, "transcript": transcript, "raw": raw}, self._sender(caller)))
         target = await self.session(caller, ref)
         self._check_may_read(caller, target)
         if transcript:
@@ -805,6 +895,7 @@ class Engine:
     async def screen(self, caller: Caller, ref: str) -> PaneScreen:
         """A session's screen with its colours, size and cursor, for a door to draw."""
         target = await self.session(caller, ref)
+        self._check_here(target, "see the screen of")
         self._check_may_read(caller, target)
         if not target.live or not target.pane_id:
             raise Invalid(f"{target.label} has no pane to read")
@@ -816,6 +907,10 @@ class Engine:
         The summarizer (a paid model call) runs once per session at a time, and
         its summary is reused for 10 s; the fallback is always fresh.
         """
+        remote = await self._remote(ref)
+        if remote is not None:
+            return dict(await self._cluster.request(remote.node, "what", {"target": remote.id},
+                                                    self._sender(caller)))
         target = await self.session(caller, ref)
         self._check_may_read(caller, target)
         last = last_assistant_messages(target.transcript_path, 3)
@@ -962,6 +1057,221 @@ class Engine:
             return
         if event in HOOK_EVENTS:
             await self._apply_hook(session, parse_hook(event, payload))
+
+    # -- several hosts (core/cluster.py; only with SM_NATS_URL) -------------------------
+
+    def nodes(self, caller: Caller) -> dict[str, dict[str, Any]]:
+        """The nodes this one knows (itself included): up or not, last heard; {} on a single host."""
+        return self._cluster.nodes() if self._cluster is not None else {}
+
+    def node_of(self, caller: Caller, session_id: str) -> str | None:
+        """The node a session runs on, when it is another node's; None: here (or unknown)."""
+        if self._cluster is None or self._registry.get_live(session_id) is not None:
+            return None
+        remote = self._cluster.find(session_id)
+        return remote.node if remote is not None else None
+
+    async def _remote(self, ref: str) -> Any:
+        """The session `ref` names on another node, when it names none live here."""
+        if self._cluster is None or not (ref or "").strip():
+            return None
+        try:
+            if (await self._registry.resolve(ref)).live:
+                return None
+        except SmError:
+            pass
+        return self._cluster.find(ref.strip())
+
+    def _new_id(self) -> str | None:
+        """Several hosts: an id no node's live session has (ids are 6 random hex digits: two nodes
+        picking the same one in the same instant is a 1 in 16 million chance; none is reused);
+        one host: None, the registry's own."""
+        if self._cluster is None:
+            return None
+        taken = self._cluster.known_ids()
+        session_id = self._registry.new_id()
+        while session_id in taken:
+            session_id = self._registry.new_id()
+        return session_id
+
+    @staticmethod
+    def _sender(caller: Caller) -> dict[str, Any]:
+        """Who sends a command, as the sending node vouches for it (never a token)."""
+        s = caller.session
+        return {"id": caller.id, "name": caller.label, "parent_id": s.parent_id if s else None,
+                "workdir": s.workdir if s else None, "provider": s.provider if s else None}
+
+    def _caller_from(self, node: str, sender: dict[str, Any] | None) -> Caller:
+        """The caller of a command from `node`: its agent (named name@node), or the owner there."""
+        from core.cluster import as_session
+
+        sender = sender or {}
+        if not sender.get("id"):
+            return Caller(None, f"{sender.get('name') or 'owner'}@{node}")
+        return Caller(as_session({**sender, "name": f"{sender.get('name')}@{node}", "state": "idle"}))
+
+    async def _command(self, caller: Caller, remote: Any, op: str, args: dict[str, Any]) -> Message:
+        """A command for a session on another node, in the outbox; the message as queued here."""
+        row, _ = await self._cluster.command(remote.node, op, {"target": remote.id, **args}, self._sender(caller))
+        now = self._clock()
+        return Message(row, remote.id, caller.id, caller.label, str(args.get("mode") or "sequential"),
+                       op if op != "send" else "text", str(args.get("text") or ""), "queued", 0, None, now, None)
+
+    async def _spawn_remote(self, caller: Caller, host: str, prompt: str, **options: Any) -> Session:
+        from core.cluster import as_session
+
+        if self._cluster is None:
+            raise Invalid(f"no node {host!r}: this host is alone (SM_NATS_URL is not set)")
+        if options.get("wait"):
+            raise Invalid("--wait does not cross nodes yet; spawn, then `sm wait` on the new session")
+        if prompt:
+            prompt = check_text(prompt, self.settings.max_message_bytes)
+        session_id = self._new_id()
+        args = {"id": session_id, "prompt": prompt, "name": options.get("name"), "provider": options.get("provider"),
+                "workdir": options.get("workdir"), "worktree": options.get("worktree"),
+                "confine": bool(options.get("confine"))}
+        _, reply = await self._cluster.command(host, "spawn", args, self._sender(caller), wait=60.0)
+        from core.cluster import raise_reply
+
+        started = raise_reply(reply or {})
+        if not started:
+            raise Unavailable(f"node {host} had started {session_id} before and it has ended")
+        return as_session(started)
+
+    def follow_other_nodes(self, caller: Caller) -> None:
+        """Every other node's events join this engine's own (`subscribe`), from a durable
+        consumer: the door showing all nodes (sm-bot's Telegram) misses none across its restarts."""
+        if not caller.is_owner:
+            raise Forbidden("only sm's own doors follow the other nodes")
+        if self._cluster is not None:
+            self._cluster.follow(self._from_elsewhere)
+
+    async def _from_elsewhere(self, node: str, wire: dict[str, Any]) -> None:
+        self._cluster.learn(node, wire)
+        session_id = wire.get("session")
+        if session_id and not self._registry.known(str(session_id)):
+            # A door's tables point at sessions (topics, its outbox): another node's gets a row here.
+            from core.cluster import as_session
+
+            remote = self._cluster.find(str(session_id))
+            await self._registry.remember_remote(remote.session() if remote is not None else as_session(
+                {"id": session_id, "name": wire.get("name") or session_id, "state": "idle"}))
+        event = event_from_dict(wire)
+        if event is None:
+            return  # a newer node's event type: nothing here shows it
+        event.node = node  # type: ignore[attr-defined]  # not a field: marks it as not this node's
+        self._bus.publish(event)
+
+    def _to_cluster(self, event: Event) -> None:
+        """Every event of this node goes to NATS; a session's change goes to the directory too."""
+        if getattr(event, "node", None) is not None:
+            return  # another node's, shown here
+        self._cluster.publish_event(event)
+        if event.session and event.type in ("session.spawned", "session.renamed", "state.changed",
+                                            "session.dead", "session.resumed"):
+            session = self._registry.get_live(event.session)
+            if session is not None:
+                self._cluster.session_changed(session)
+            elif event.type in ("session.dead", "state.changed"):
+                self._cluster.session_gone(event.session)
+
+    def _with_other_nodes(self, sessions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        out = [{**item, "node": self.settings.node} for item in sessions]
+        for remote in self._cluster.remote_sessions():
+            item = remote.session().public()
+            item.update(node=remote.node, usage=None, worktree=None, branch=None, queued=0)
+            out.append(item)
+        return out
+
+    async def _wake_elsewhere(self, waiter_id: str, text: str) -> bool:
+        """A wait fired for a waiter on another node: the wake-up goes there as a command."""
+        remote = self._cluster.find(waiter_id) if self._cluster is not None else None
+        if remote is None:
+            return False
+        await self._cluster.command(remote.node, "send", {"target": remote.id, "text": text, "mode": "sequential"},
+                                    {"id": None, "name": "sm"})
+        return True
+
+    async def _apply_command(self, node: str, msg_id: str, body: dict[str, Any]) -> dict[str, Any] | None:
+        """A command from another node, applied once (see core/cluster.py); its outcome for a waiting sender."""
+        op, args = str(body.get("op")), dict(body.get("args") or {})
+        caller = self._caller_from(node, body.get("sender"))
+
+        async def once(tx: Any) -> bool:
+            return bool(await self._cluster.applied(tx, msg_id, node))
+
+        if op in ("send", "keys", "clear"):
+            target = await self._here(caller, str(args.get("target")))
+            self._check_deliverable(target)
+            if op != "send":
+                self._lifecycle.check_may_manage(caller, target, "clear" if op == "clear" else "answer the dialog of")
+            if op == "keys" and target.state != State.WAITING:
+                raise Invalid(f"{target.name} has no dialog waiting for an answer now")
+            kind = "text" if op == "send" else op
+            text = str(args.get("keys") if op == "keys" else "clear" if op == "clear" else args.get("text") or "")
+            mode = "urgent" if op == "keys" else str(args.get("mode") or "sequential")
+            if mode not in MODES:
+                raise Invalid(f"unknown mode {mode!r}")
+            label = "sm" if body.get("sender", {}).get("name") == "sm" and not caller.id else caller.label
+            queued = await self._queue.enqueue(target.id, text, sender_id=caller.id, sender_label=label,
+                                               mode=mode, kind=kind, origin=args.get("origin"), once=once)
+            if queued is not None and op == "clear" and str(args.get("prompt") or "").strip():
+                await self.send(caller, target.id, str(args["prompt"]))
+            return None
+        if await self._cluster.was_applied(msg_id):
+            existing = self._registry.get_live(str(args.get("id")))
+            return {**existing.public(), "node": self.settings.node} if op == "spawn" and existing else None
+        result: dict[str, Any] | None = None
+        if op == "spawn":
+            if caller.session is not None:
+                await self._registry.remember_remote(caller.session)
+            workdir = args.get("workdir")
+            if not workdir and caller.session is not None:
+                if not os.path.isdir(caller.session.workdir):
+                    raise Invalid(f"{caller.session.workdir} is not a directory on node {self.settings.node}; "
+                                  "give one with --dir")
+                workdir = caller.session.workdir
+            if args.get("confine"):
+                found = paths.allowed_dir(str(workdir or ""), self._allowed_roots)
+                if found is None:
+                    raise Forbidden(f"{workdir} is not an existing directory under the allowed roots of node "
+                                    f"{self.settings.node} (its SM_TELEGRAM_ALLOWED_ROOTS)")
+                workdir = str(found)
+            if self._registry.known(str(args["id"])) and self._registry.get_live(str(args["id"])) is None:
+                raise Conflict(f"session {args['id']} was started here before and has ended")
+            session = self._registry.get_live(str(args["id"])) or await self._spawn_here(
+                caller, str(args.get("prompt") or ""), name=args.get("name"),
+                provider=str(args.get("provider") or "claude"), workdir=workdir, worktree=args.get("worktree"),
+                session_id=str(args["id"]))
+            result = {**session.public(), "node": self.settings.node}
+        elif op == "kill":
+            await self._lifecycle.kill(caller, await self._here(caller, str(args.get("target"))))
+        elif op == "wait":
+            if caller.session is None:
+                raise Invalid("only an agent waits")
+            await self._registry.remember_remote(caller.session)
+            target = await self._here(caller, str(args.get("target")))
+            await self._waits.add(caller.session, target, float(args.get("seconds") or 0), once=once)
+            return None  # recorded with the wait itself
+        else:
+            raise Invalid(f"unknown command {op!r}")
+        async with self._store.transaction() as tx:
+            await once(tx)
+        return result
+
+    async def _answer_request(self, node: str, body: dict[str, Any]) -> Any:
+        """A read from another node (output, what) of a session here."""
+        op, args = str(body.get("op")), dict(body.get("args") or {})
+        caller = self._caller_from(node, body.get("sender"))
+        target = self._registry.get_live(str(args.get("target")))
+        if target is None:
+            raise NotFound(f"no live session {args.get('target')!r} on node {self.settings.node}")
+        if op == "output":
+            return await self.output(caller, target.id, int(args.get("lines") or 40), bool(args.get("transcript")),
+                                     bool(args.get("raw")))
+        if op == "what":
+            return await self.what(caller, target.id)
+        raise Invalid(f"unknown request {op!r}")
 
     # -- a door's own tables ----------------------------------------------------------
 

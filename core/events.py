@@ -200,14 +200,46 @@ def _all_event_types() -> dict[str, type[Event]]:
 EVENT_TYPES: dict[str, type[Event]] = _all_event_types()
 
 
+def event_from_dict(wire: dict[str, Any]) -> Event | None:
+    """An event back from its wire form (`to_dict`), e.g. another node's; None if its type is unknown."""
+    import typing
+
+    cls = EVENT_TYPES.get(str(wire.get("type")))
+    if cls is None:
+        return None
+    hints = typing.get_type_hints(cls)
+    values: dict[str, Any] = {}
+    for f in fields(cls):
+        if f.name not in wire:
+            continue
+        value = wire[f.name]
+        hint = str(hints.get(f.name))
+        if "Reason" in hint and "ReasonKind" not in hint:
+            kind = wire.get(f"{f.name}_kind")
+            value = Reason(ReasonKind(kind), str(value or "")) if kind else None
+        elif "ReasonKind" in hint and value is not None:
+            value = ReasonKind(value)
+        elif "State" in hint and value is not None:
+            value = State(value)
+        values[f.name] = value
+    return cls(**values)
+
+
 class EventBus:
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._subscribers: set[asyncio.Queue[Event]] = set()
         self._filters: dict[asyncio.Queue[Event], Callable[[Event], bool]] = {}
+        self._taps: list[Callable[[Event], None]] = []
         self._clock = clock
+
+    def tap(self, callback: Callable[[Event], None]) -> None:
+        """Call `callback` with every event as it is published (it must not block: e.g. NATS's queue)."""
+        self._taps.append(callback)
 
     def publish(self, event: Event) -> Event:
         event.at = self._clock()
+        for tap in self._taps:
+            tap(event)
         for queue in list(self._subscribers):
             only = self._filters.get(queue)
             if only is not None and not only(event):

@@ -148,15 +148,17 @@ class Lifecycle:
         provider: str = "claude",
         workdir: str | None = None,
         worktree: str | None = None,
+        session_id: str | None = None,
     ) -> Session:
-        """`worktree`: None, none; "" a new worktree on branch sm/<name>; else on that branch."""
+        """`worktree`: None, none; "" a new worktree on branch sm/<name>; else on that branch.
+        `session_id`: the id another node chose for a spawn it asked of this one."""
         provider_obj = get_provider(provider)
         if workdir and any(not ch.isprintable() for ch in workdir):
             raise Invalid("the working directory holds control characters (a newline?); give a plain path")
         workdir = os.path.abspath(os.path.expanduser(workdir or (caller.session.workdir if caller.session else os.getcwd())))
         if not os.path.isdir(workdir):
             raise Invalid(f"working directory {workdir} does not exist")
-        session_id = self._registry.new_id()
+        session_id = session_id or self._registry.new_id()
         name = name or f"{provider}-{session_id}"
         self._registry.check_name_free(validate_name(name))
         planned = await self._make_worktree(workdir, name, worktree) if worktree is not None else None

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 DEFAULT_STATE_DIR = "~/.local/state/sm"
 # The file name settings read from the working directory (core/config.py).
@@ -130,3 +131,12 @@ def secure_tree(root: str) -> None:
             path = os.path.join(here, name)
             if not os.path.islink(path):
                 os.chmod(path, 0o600)
+
+
+def allowed_dir(path: str, roots: list[Path]) -> Path | None:
+    """`path` as an existing directory under one of `roots` (resolved: no way out by `..` or a
+    link), or None. Where a person may start an agent from the phone (/new)."""
+    candidate = Path(os.path.expanduser(path)).resolve()
+    if not candidate.is_dir():
+        return None
+    return candidate if any(candidate == r or r in candidate.parents for r in roots) else None

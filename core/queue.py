@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Awaitable, Callable
 
 from core.events import EventBus, MessageDelivered, MessageFailed, MessageQueued
-from core.store import Store
+from core.store import Store, Transaction
 
 MODES = ("sequential", "important", "urgent")
 _MODE_RANK = {"urgent": 0, "important": 1, "sequential": 2}
@@ -54,13 +54,22 @@ class MessageQueue:
         mode: str = "sequential",
         kind: str = "text",
         origin: str | None = None,
-    ) -> Message:
+        once: Callable[[Transaction], Awaitable[bool]] | None = None,
+    ) -> Message | None:
+        """Store the message, and announce it. `once` (a command from another node) records
+        its id in the same transaction; when it says it was applied before, nothing is
+        stored and None is returned."""
         now = self._clock()
-        message_id = await self._store.execute(
-            "INSERT INTO messages (target_id, sender_id, sender_label, mode, kind, body, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (target_id, sender_id, sender_label, mode, kind, body, now),
-        )
+        insert = ("INSERT INTO messages (target_id, sender_id, sender_label, mode, kind, body, created_at)"
+                  " VALUES (?, ?, ?, ?, ?, ?, ?)")
+        params = (target_id, sender_id, sender_label, mode, kind, body, now)
+        if once is None:
+            message_id = await self._store.execute(insert, params)
+        else:
+            async with self._store.transaction() as tx:
+                if not await once(tx):
+                    return None
+                message_id = await tx.execute(insert, params)
         message = Message(message_id, target_id, sender_id, sender_label, mode, kind, body,
                           "queued", 0, None, now, None)
         self._bus.publish(MessageQueued(

@@ -222,5 +222,23 @@ class SessionRegistry:
         if session.state == "dead":
             self._live.pop(session.id, None)
 
+    def known(self, session_id: str) -> bool:
+        """A session with a row here: this node's (live or dead), or another's remembered."""
+        return session_id in self._parents
+
+    async def remember_remote(self, session: Session) -> None:
+        """A session of another node that is the parent of one here: a row (dead here, so
+        never listed, resolved or delivered to locally) that the family tree and the
+        foreign key can point to."""
+        self._parents.setdefault(session.id, session.parent_id)
+        if await self._store.fetchone("SELECT 1 FROM sessions WHERE id = ?", (session.id,)) is not None:
+            return
+        fields = asdict(session)
+        fields.update(state="dead", pane_id=None, tmux_session="", parent_id=None,
+                      token_hash=f"remote:{session.id}", state_reason="a session on another node")
+        await self._store.execute(
+            f"INSERT INTO sessions ({', '.join(fields)}) VALUES ({', '.join('?' for _ in fields)})",
+            [getattr(v, "value", v) for v in fields.values()])
+
     def touch(self, session: Session) -> None:
         session.last_activity = self._clock()

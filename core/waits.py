@@ -14,12 +14,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Callable
+from typing import Awaitable, Callable
 
 from core.queue import MessageQueue
 from core.sessions import Session, SessionRegistry
 from core.state import State, StateMachine
-from core.store import Store
+from core.store import Store, Transaction
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,8 @@ class Waits:
         self._rearm = asyncio.Event()
         self._lock = asyncio.Lock()
         self._checks: set[asyncio.Task[None]] = set()  # checks started by deliveries, kept till done
+        # Wakes a waiter that is not here (another node's agent); True when it was sent there.
+        self.elsewhere: Callable[[str, str], Awaitable[bool]] | None = None
         states.on_change(self._on_state)
 
     async def start(self) -> None:
@@ -56,12 +58,20 @@ class Waits:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def add(self, waiter: Session, target: Session, seconds: float, kind: str = "wait") -> int:
+    async def add(self, waiter: Session, target: Session, seconds: float, kind: str = "wait",
+                  once: Callable[[Transaction], Awaitable[bool]] | None = None) -> int:
+        """`once` (a wait another node asked for) records its command in the same transaction;
+        when it was applied before, nothing is added and 0 is returned."""
         now = self._clock()
-        wait_id = await self._store.execute(
-            "INSERT INTO waits (waiter_id, target_id, kind, created_at, deadline) VALUES (?, ?, ?, ?, ?)",
-            (waiter.id, target.id, kind, now, now + seconds),
-        )
+        insert = "INSERT INTO waits (waiter_id, target_id, kind, created_at, deadline) VALUES (?, ?, ?, ?, ?)"
+        params = (waiter.id, target.id, kind, now, now + seconds)
+        if once is None:
+            wait_id = await self._store.execute(insert, params)
+        else:
+            async with self._store.transaction() as tx:
+                if not await once(tx):
+                    return 0
+                wait_id = await tx.execute(insert, params)
         self._rearm.set()
         await self.check(target.id)
         return wait_id
@@ -116,7 +126,10 @@ class Waits:
         if not changed:
             return
         if self._registry.get_live(waiter_id) is None:
-            return  # nobody left to wake
+            # A waiter on another node (several hosts) is woken there; else nobody is left to wake.
+            if self.elsewhere is not None and await self.elsewhere(waiter_id, text):
+                log.info("wait %s fired (%s) for %s on another node", wait_id, outcome, waiter_id)
+            return
         await self._queue.enqueue(waiter_id, text, sender_id=None, sender_label="sm")
         log.info("wait %s fired (%s) for %s", wait_id, outcome, waiter_id)
 

@@ -118,8 +118,9 @@ class EventStream:
 class Server:
     """One sm-bot process and everything it owns, for one test."""
 
-    def __init__(self, tmp: Path, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(self, tmp: Path, extra_env: dict[str, str] | None = None, program: str = SM_BOT) -> None:
         self.tmp = tmp
+        self.program = program  # sm-bot, or sm-node (tests/test_cluster.py)
         self.state_dir = tmp / "state"
         self.socket = f"sm-test-{secrets.token_hex(4)}"
         self.workdir = tmp / "work"
@@ -147,7 +148,7 @@ class Server:
 
     def start(self) -> "Server":
         self.proc = subprocess.Popen(
-            [SM_BOT], env=self.env, cwd=self.tmp,
+            [self.program], env=self.env, cwd=self.tmp,
             stdout=open(self.log, "ab"), stderr=subprocess.STDOUT,
         )
         # Generous: on a loaded 2-core machine a cold start has taken over 20 s.

@@ -169,6 +169,7 @@ def test_the_engines_surface_is_the_contract_the_doors_are_written_against() -> 
         "inbox_file", "receive_files", "transcribe", "share", "send_files",
         "report_link", "links", "resume", "resume_all", "lost",
         "describe", "worktrees", "prune_worktrees", "usage", "cost",
+        "nodes", "node_of", "follow_other_nodes",  # several hosts (core/cluster.py)
     }
     assert engine_surface() == contract
 

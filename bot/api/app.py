@@ -213,8 +213,11 @@ async def list_sessions(c: Call) -> Any:
 async def create_session(c: Call) -> Any:
     b: m.SpawnBody = c.body
     session = await c.engine.spawn(c.caller, b.prompt, name=b.name, provider=b.provider,
-                                   workdir=b.dir, wait=b.wait, worktree=b.worktree)
-    return (await c.engine.describe(c.caller, [session]))[0]
+                                   workdir=b.dir, wait=b.wait, worktree=b.worktree, host=b.host)
+    out = (await c.engine.describe(c.caller, [session]))[0]
+    if b.host:
+        out["node"] = b.host
+    return out
 
 
 async def get_session(c: Call) -> Any:

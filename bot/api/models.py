@@ -38,6 +38,7 @@ Text = Annotated[str, AfterValidator(_utf8)]
 Line = Annotated[str, AfterValidator(_utf8), AfterValidator(_no_control)]
 WEEK = 7 * 24 * 3600
 Seconds = Annotated[float, Field(gt=0, le=WEEK, allow_inf_nan=False)]
+Node = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,31}$")]  # core.config NODE_RE
 Provider = Literal[PROVIDER_NAMES]  # type: ignore[valid-type]
 Mode = Literal[SEND_MODES]  # type: ignore[valid-type]
 
@@ -66,6 +67,8 @@ class SpawnBody(Request):
                                                    "or after this many seconds (at most a week)")
     worktree: Line | None = Field(None, description="start it in a new git worktree of the directory's "
                                                      "repository, on this branch (\"\": sm/<name>); null: no worktree")
+    host: Node | None = Field(None, description="several hosts: the node to start it on (its directory is that "
+                                                "node's); null: here")
 
 
 class RenameBody(Request):

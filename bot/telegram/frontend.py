@@ -23,7 +23,8 @@ from bot.telegram.i18n import make_i18n
 from bot.telegram.link import LinkWatch, QuietPollingErrors
 from bot.telegram.live import Live
 from bot.telegram.middlewares import AllowList
-from bot.telegram.mirror import Mirror, topic_name
+from bot.telegram.mirror import Mirror
+from bot.telegram.titles import topic_name
 from bot.telegram.outbox import Outbox
 from bot.telegram import retention
 from bot.telegram.acks import Acks
@@ -86,7 +87,8 @@ class TelegramFrontEnd:
 
     async def _topic_name(self, session_id: str) -> str:
         try:
-            return topic_name(await self.engine.session(self.caller, session_id))
+            session = await self.engine.session(self.caller, session_id)
+            return topic_name(session, self.engine.node_of(self.caller, session.id))
         except SmError:
             return session_id
 
@@ -149,6 +151,8 @@ class TelegramFrontEnd:
         await self.outbox.start()
         if settings.chat_id:
             await self.mirror.start()
+            # Several hosts: this bot shows every node's sessions (none on a single host).
+            self.engine.follow_other_nodes(self.caller)
         self._polling = asyncio.get_running_loop().create_task(self._poll(), name="telegram-polling")
 
     async def _poll(self) -> None:

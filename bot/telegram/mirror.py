@@ -32,7 +32,7 @@ from bot.telegram.outbox import Outbox
 from bot.telegram.prompts import RESTARTED, PermissionPrompts, Prompt, outcome_text
 from bot.telegram.render import STATE_ICONS, cut, esc
 from bot.telegram.settings import TelegramSettings
-from bot.telegram.titles import Titles, title, topic_name
+from bot.telegram.titles import Titles
 from bot.telegram.topics import Topic, Topics
 from core.engine import Engine
 from core.errors import SmError
@@ -124,7 +124,8 @@ class Mirror:
         self._background = background
         self._dialog_delay = dialog_delay
         self.settings = settings or TelegramSettings.model_construct()
-        self.titles = Titles(outbox, topics, chat_id, background, self._session, self.settings.rename_interval)
+        self.titles = Titles(outbox, topics, chat_id, background, self._session, self.settings.rename_interval,
+                             node_of=lambda session_id: engine.node_of(caller, session_id))
         self.live_sessions: set[str] = set()  # sessions with a Live view running (bot/telegram/live.py)
         self.on_state: list[Any] = []  # called with each StateChanged (the Live view listens)
         self._task: asyncio.Task[None] | None = None
@@ -256,7 +257,7 @@ class Mirror:
                                session.id, lane=Lane.CHATTER)
 
     async def _new_topic(self, session: Session) -> None:
-        await self._topics.ensure(session.id, self.chat_id, title(session))
+        await self._topics.ensure(session.id, self.chat_id, self.titles.title(session))
         await self._outbox.put(self.chat_id, "topic", {"action": "create"}, session.id, lane=Lane.CHATTER)
         self.card_soon(session)
 

@@ -25,21 +25,23 @@ from core.types import State
 NEEDS_YOU = frozenset({State.WAITING, State.LIMITED, State.ERRORED, State.LOST, State.DEAD})
 
 
-def topic_name(session: Session) -> str:
-    return f"{session.name} · {session.id}"
+def topic_name(session: Session, node: str | None = None) -> str:
+    """`name · id`, and `@node` for a session on another node (several hosts)."""
+    return f"{session.name} · {session.id}" + (f" @{node}" if node else "")
 
 
-def title(session: Session) -> str:
+def title(session: Session, node: str | None = None) -> str:
     """The topic's title: its name, behind an emoji while the session needs you."""
     if session.state in NEEDS_YOU:
-        return f"{STATE_ICONS[session.state]} {topic_name(session)}"
-    return topic_name(session)
+        return f"{STATE_ICONS[session.state]} {topic_name(session, node)}"
+    return topic_name(session, node)
 
 
 class Titles:
     def __init__(self, outbox: Outbox, topics: Topics, chat_id: int, background: Background,
                  session: Callable[[str], Awaitable[Session | None]], interval: float,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 node_of: Callable[[str], str | None] = lambda session_id: None) -> None:
         self._outbox = outbox
         self._topics = topics
         self._chat_id = chat_id
@@ -48,13 +50,17 @@ class Titles:
         self._interval = interval
         self._clock = clock
         self._later: set[str] = set()  # topics with a rename waiting for its turn
+        self._node_of = node_of  # the node of another node's session, None for this one's
+
+    def title(self, session: Session) -> str:
+        return title(session, self._node_of(session.id))
 
     async def update(self, session: Session) -> None:
         """Rename the topic if its title should change: now, or once its last rename is `interval` old."""
         topic = await self._topics.get(session.id)
         if topic is None:
             return
-        wanted = title(session)
+        wanted = self.title(session)
         if wanted == topic.name or session.id in self._later:
             return
         if topic.thread_id is None:

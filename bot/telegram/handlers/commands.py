@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import re
 from pathlib import Path
 
 from aiogram import Router
@@ -14,11 +14,13 @@ from bot.telegram import actions
 from bot.telegram.keyboards import Action, confirm_keyboard, list_keyboard
 from bot.telegram.render import esc
 from bot.telegram.services import BotServices
+from core import paths
 from core.errors import SmError
 from core.lifecycle import Caller
 from core.sessions import Session
 
 router = Router(name="commands")
+NODE_PATH = re.compile(r"^([a-z0-9][a-z0-9-]{0,31}):([/~].*)$")
 
 
 async def target(message: Message, command: CommandObject, tg: BotServices, caller: Caller) -> Session | None:
@@ -36,11 +38,7 @@ async def target(message: Message, command: CommandObject, tg: BotServices, call
     return session
 
 
-def allowed_dir(path: str, roots: list[Path]) -> Path | None:
-    candidate = Path(os.path.expanduser(path)).resolve()
-    if not candidate.is_dir():
-        return None
-    return candidate if any(candidate == r or r in candidate.parents for r in roots) else None
+allowed_dir = paths.allowed_dir
 
 
 @router.message(CommandStart())
@@ -55,7 +53,14 @@ async def new(message: Message, command: CommandObject, tg: BotServices, caller:
     roots = tg.settings.allowed_roots
     workdir, prompt = roots[0], args
     first = args.split(maxsplit=1)[0] if args else ""
-    if first.startswith(("/", "~", ".")):
+    host = None
+    # /new <node>:<path>: on another node (several hosts), which checks the path against its own roots.
+    on_node = NODE_PATH.match(first)
+    if on_node and on_node.group(1) != tg.engine.settings.node:
+        host, workdir, prompt = on_node.group(1), Path(on_node.group(2)), args[len(first):].strip()
+    elif on_node:
+        first, args = on_node.group(2), args[len(on_node.group(1)) + 1:]
+    if host is None and first.startswith(("/", "~", ".")):
         found = allowed_dir(first, roots)
         if found is None:
             await tg.reply(message, "⚠️ " + _("{path} is not an existing directory under the allowed roots ({roots})").format(
@@ -70,7 +75,7 @@ async def new(message: Message, command: CommandObject, tg: BotServices, caller:
         prompt = prompt[len(flag):].strip()
     try:
         session = await tg.engine.spawn(caller, prompt, provider=tg.settings.default_provider,
-                                        workdir=str(workdir), worktree=worktree)
+                                        workdir=str(workdir), worktree=worktree, host=host, confine=host is not None)
     except SmError as exc:
         await tg.reply(message, "⚠️ " + esc(str(exc)))
         return

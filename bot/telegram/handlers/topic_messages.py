@@ -41,7 +41,10 @@ async def send(message: Message, tg: BotServices, caller: Caller, text: str, mod
     except SmError as exc:
         await tg.reply(message, "⚠️ " + esc(str(exc)), reply_to=True)
         return
-    await tg.mirror.acknowledge(queued.id, message.message_id, session)
+    # Acknowledged when delivered (another node's session: queued here for that node,
+    # with no local message id to match, so no reaction).
+    if tg.engine.node_of(caller, session.id) is None:
+        await tg.mirror.acknowledge(queued.id, message.message_id, session)
 
 
 @router.message(Command("urgent"))
