@@ -636,6 +636,9 @@ class FakeTelegram(FileMethods, _PhoneMethods):
         self.outage_hits = 0  # requests answered by an outage, so tests can wait for one
         self.unauthorized_hits = 0  # requests with a wrong token (answered 401)
         self._outage: str | None = None
+        # Set to an Event: methods are carried out, but their answers wait for it (a slow
+        # network on the way back: Telegram took the message, the client does not know yet).
+        self.hold_answers: asyncio.Event | None = None
         self._stopping = False
         self._changed = asyncio.Event()
         self._runner: web.AppRunner | None = None
@@ -955,6 +958,8 @@ class FakeTelegram(FileMethods, _PhoneMethods):
         if name != "getUpdates":
             self.calls.append((name, params))
         self._notify()
+        if self.hold_answers is not None and name != "getUpdates":
+            await self.hold_answers.wait()
         return web.json_response({"ok": True, "result": result})
 
     async def _handle_file(self, request: web.Request) -> web.StreamResponse:

@@ -27,7 +27,7 @@ def test_clear_waits_for_a_busy_agent_to_finish_its_turn(server: Server) -> None
     server.spawn_agent("eng", "finishing sleep 1.5")
     server.wait_state("eng", "busy")
     server.ok("clear", "eng")
-    wait_for(lambda: "/clear" in server.prompts(), 15, message="the clear")
+    wait_for(lambda: "/clear" in server.prompts(), 30, message="the clear")
     server.wait_state("eng", "idle")
     prompts = server.prompts()
     assert prompts.index("[from owner] finishing sleep 1.5") < prompts.index("/clear")

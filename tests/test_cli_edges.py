@@ -168,7 +168,7 @@ def test_attach_from_inside_tmux_opens_a_new_window_attached_to_the_agent(server
         return subprocess.run(["tmux", "-L", users_tmux, "list-windows", "-a", "-F", "#{window_name}"],
                               capture_output=True, text=True).stdout.split()
 
-    wait_for(lambda: "keeper" in windows(), 15, message="a window named keeper in the user's tmux")
+    wait_for(lambda: "keeper" in windows(), 30, message="a window named keeper in the user's tmux")
     clients = lambda: subprocess.run(["tmux", "-L", server.socket, "list-clients", "-F", "#{client_session}"],  # noqa: E731
                                      capture_output=True, text=True).stdout
     assert wait_for(lambda: server.session("keeper")["tmux_session"] in clients(), 15,

@@ -330,6 +330,6 @@ def test_old_inbox_files_are_removed_at_start(server_factory: Callable[..., Serv
     fifteen_days_ago = old.stat().st_mtime - 15 * 24 * 3600
     os.utime(old, (fifteen_days_ago, fifteen_days_ago))
     server = server_factory()
-    wait_for(lambda: not old.exists(), 10, message="the old file to go")
+    wait_for(lambda: not old.exists(), 30, message="the old file to go")
     assert new.exists()
     assert server.json("status")["inbox"]["files"] == 1

@@ -45,7 +45,7 @@ def test_killed_shell_is_errored_by_the_tmux_event(server_factory) -> None:
 
     os.kill(shell_pid(server, "victim"), signal.SIGKILL)
 
-    s = wait_for(errored(server, "victim"), 10, message="victim to be errored")
+    s = wait_for(errored(server, "victim"), 30, message="victim to be errored")
     assert "agent exited with status 137" in s["state_reason"]
     assert "victim" in server.ok("status")
 
@@ -79,7 +79,7 @@ def test_safety_net_catches_a_death_whose_notification_was_lost(server_factory) 
 
     os.kill(shell_pid(server, "quiet"), signal.SIGKILL)
 
-    s = wait_for(errored(server, "quiet"), 15, message="the safety net to find the dead pane")
+    s = wait_for(errored(server, "quiet"), 30, message="the safety net to find the dead pane")
     assert "status 137" in s["state_reason"]
 
 

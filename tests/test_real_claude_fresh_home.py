@@ -38,7 +38,7 @@ def test_fresh_home_first_run_dialog_is_answered_from_the_phone(
         assert waiting["state_kind"] == "dialog" and "auto mode" in waiting["state_reason"]
 
         telegram.say("hello from the phone", thread)
-        wait_for(lambda: server.session("newbie")["queued"] == 1, 15, message="the message to be queued")
+        wait_for(lambda: server.session("newbie")["queued"] == 1, 30, message="the message to be queued")
         # Held: nothing goes into a dialog.
         holds(lambda: not any("hello from the phone" in t for t in user_texts(log))
               and "hello from the phone" not in server.screen("newbie"), 2.0, "the message held")

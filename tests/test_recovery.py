@@ -68,7 +68,7 @@ def test_hook_sent_while_the_server_is_down_is_replayed_in_order(server: Server)
         subprocess.run(["tmux", "-L", server.socket, "send-keys", "-t", tmux_session, "-l", "/clear"], check=True)
         wait_for(lambda: "❯ /clear" in pane_text(), message="the typed /clear in the input box")
         subprocess.run(["tmux", "-L", server.socket, "send-keys", "-t", tmux_session, "Enter"], check=True)
-        wait_for(lambda: len(list(spool.glob("*.json"))) >= spooled, 10, message="hooks to be spooled")
+        wait_for(lambda: len(list(spool.glob("*.json"))) >= spooled, 30, message="hooks to be spooled")
     records = [json.loads(p.read_text()) for p in sorted(spool.glob("*.json"))]
     assert [r["event"] for r in records] == ["SessionEnd", "SessionStart"] * 2
     first, last = (r["payload"]["session_id"] for r in records if r["event"] == "SessionStart")

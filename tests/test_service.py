@@ -82,7 +82,7 @@ def test_sigterm_to_the_whole_process_group_leaves_the_agents_and_a_restart_adop
         server.start()
         assert server.state("keeper") == "idle"
         server.ok("send", "keeper", "echo adopted-$((6*7))")
-        wait_for(lambda: "adopted-42" in server.screen("keeper"), 15, message="the adopted agent to answer")
+        wait_for(lambda: "adopted-42" in server.screen("keeper"), 30, message="the adopted agent to answer")
     finally:
         server.close()
 

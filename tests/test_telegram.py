@@ -329,7 +329,7 @@ def test_a_persons_message_that_fails_gets_a_thumbs_down_and_the_reason(telegram
     thread = telegram.topic_of(session)
     tg_server.wait_state("eng", "busy")
     sent = telegram.say("are you there?", thread)
-    wait_for(lambda: tg_server.session("eng")["queued"] == 1, 15, message="the message to be queued")
+    wait_for(lambda: tg_server.session("eng")["queued"] == 1, 30, message="the message to be queued")
     tg_server.kill_agent_process("eng")
     telegram.wait(lambda t: t.reactions(sent["message_id"]) == ["👎"],
                   message="the 👎 reaction")

@@ -106,6 +106,28 @@ async def rig(tmp_path: Path) -> AsyncIterator[OutboxRig]:
         yield r
 
 
+async def test_a_stop_while_a_message_is_on_its_way_records_it_so_it_is_not_sent_again(rig: OutboxRig) -> None:
+    """sm-bot's SIGTERM while Telegram has taken a message but not yet answered: the
+    stop waits for the answer and records the message id, so a restart sends nothing twice."""
+    import asyncio
+
+    from telegram_harness import until
+
+    await rig.topics.ensure(SID, CHAT, "eng · a1b2c3")
+    await rig.topics.update(SID, thread_id=rig.fake.add_topic(CHAT, "eng · a1b2c3"))
+    rig.fake.hold_answers = asyncio.Event()
+    item_id = await rig.outbox.put(CHAT, "text", {"html": "on its way"}, SID)
+    await until(lambda: "on its way" in rig.texts(), message="Telegram to take the message")
+    stopping = asyncio.ensure_future(rig.outbox.stop())
+    await asyncio.sleep(0)  # the stop has cancelled the worker; the answer is still held
+    rig.fake.hold_answers.set()
+    await stopping
+    assert await rig.status(item_id) == "sent"
+    assert await rig.outbox.message_id_of(item_id) is not None
+    await rig.outbox.start()  # a restart finds nothing left to send
+    assert rig.texts().count("on its way") == 1
+
+
 async def test_repair_not_modified_counts_as_sent(rig: OutboxRig) -> None:
     item_id = await rig.outbox.put(CHAT, "edit", {"item": 999, "html": "same", "message_id": 7}, SID)
     item = Item(item_id, CHAT, SID, "edit", None, {"item": 999, "html": "same", "message_id": 7})

@@ -271,8 +271,9 @@ def test_an_agent_that_dies_clean_leaves_nothing_and_a_failed_start_neither(serv
     child = spawn(server, "quitter", repo, "--worktree")
     server.wait_state("quitter", "idle")
     server.ok("send", "quitter", "exit")
-    wait_for(lambda: not Path(child["workdir"]).exists(), 15, message="the worktree of the dead agent to go")
-    assert "sm/quitter" not in git(repo, "branch", "--list")
+    # The worktree goes, then its branch (`git worktree remove`, then `git branch -D`).
+    wait_for(lambda: not Path(child["workdir"]).exists() and "sm/quitter" not in git(repo, "branch", "--list"),
+             30, message="the worktree and the branch of the dead agent to go")
     # A start that fails leaves no worktree behind either.
     out = server.sm("spawn", "", "--provider", "codex", "--name", "nocodex", "--dir", str(repo), "--worktree")
     assert out.returncode == 1 and "not found" in out.stderr, out.stderr

@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 
 NO_TOPIC = 0  # topics.thread_id of a session mirrored into a chat without topics
 MAX_BACKOFF = 10.0
+FLIGHT_GRACE = 10.0  # seconds a stop waits for calls under way to land and be recorded
 # Chatter folds into the card when its lane would wait longer than this for room.
 FOLD_AFTER = 1.0
 NOTE_CHARS = 300
@@ -104,6 +105,7 @@ class Outbox:
         self._workers: dict[int, asyncio.Task[None]] = {}
         self._wakes: dict[int, asyncio.Event] = {}
         self.on_sent: list[Callable[[Item, int | None], Any]] = []
+        self._flights: set[asyncio.Future[None]] = set()  # calls under way, with their recording
         # Chats whose chatter folds into the cards whatever the budget: a Live view runs there.
         self.folding: set[int] = set()
 
@@ -148,6 +150,8 @@ class Outbox:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._workers.clear()
+        if self._flights:  # calls under way: let them land and be recorded (bounded)
+            await asyncio.wait(set(self._flights), timeout=FLIGHT_GRACE)
 
     # -- the worker -------------------------------------------------------------------
 
@@ -182,8 +186,14 @@ class Outbox:
                 await self._wait(wake, room_in)
                 continue
             await self._limiter.acquire(chat_id, lane)
+            # A call and the row that records it go together: a stop (sm-bot's SIGTERM)
+            # that cancels this worker lets the flight land, so a message Telegram took
+            # is never sent again after the restart, nor left without its message id.
+            flight = asyncio.ensure_future(self._send_and_finish(batch))
+            self._flights.add(flight)
+            flight.add_done_callback(self._landed)
             try:
-                message_id = await self._send(batch)
+                await asyncio.shield(flight)
             except TelegramRetryAfter as exc:
                 log.warning("Telegram asked chat %s to wait %ss", chat_id, exc.retry_after)
                 await self._sleep(exc.retry_after)
@@ -220,7 +230,14 @@ class Outbox:
                 await self._finish(batch, None, status="failed", error=repr(exc))
                 continue
             backoff = 1.0
-            await self._finish(batch, message_id)
+
+    def _landed(self, flight: asyncio.Future[None]) -> None:
+        self._flights.discard(flight)
+        if not flight.cancelled() and flight.exception() is not None and not self._workers:
+            log.warning("a call under way at stop failed: %r", flight.exception())
+
+    async def _send_and_finish(self, batch: list[Item]) -> None:
+        await self._finish(batch, await self._send(batch))
 
     @staticmethod
     def _next_batch(items: list[Item]) -> list[Item]:
