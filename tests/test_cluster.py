@@ -287,10 +287,17 @@ def burst(a: Server, senders: list[str], seqs: range, nonce: str) -> list[str]:
     return errors
 
 
-@pytest.mark.parametrize("crash", ["none", "target node", "nats-server"])
+@pytest.mark.parametrize("crash", ["none", "target node", "nats-server", "the bot"])
 def test_a_burst_across_hosts_is_delivered_once_each_in_each_senders_order(
-        nodes: Callable[..., Server], nats_server: Nats, crash: str) -> None:
-    a, b = nodes("alpha"), nodes("beta")
+        nodes: Callable[..., Server], nats_server: Nats, crash: str, request: pytest.FixtureRequest) -> None:
+    if crash == "the bot":
+        # The senders' node is sm-bot, mirroring to the fake Bot API; it is killed with
+        # the first half's commands possibly still in its outbox, then started again.
+        telegram = request.getfixturevalue("telegram")
+        a = nodes("alpha", program=SM_BOT, **telegram.env())
+    else:
+        a = nodes("alpha")
+    b = nodes("beta")
     senders = [f"s{i}" for i in range(SENDERS)]
     for name in senders:
         a.client().request("POST", "/sessions", {"name": name, "prompt": "", "provider": "claude",
@@ -306,6 +313,9 @@ def test_a_burst_across_hosts_is_delivered_once_each_in_each_senders_order(
         b.stop(signal.SIGKILL)
     elif crash == "nats-server":
         nats_server.kill()
+    elif crash == "the bot":
+        a.stop(signal.SIGKILL)
+        a.start()
     errors += burst(a, senders, range(half, PER_SENDER), nonce)
     if crash == "target node":
         b.start()
