@@ -382,7 +382,6 @@ def test_a_permission_prompt_on_another_node_is_answered_from_the_phone(
     near_hook = Hook(bot, "near", "PermissionRequest", BASH_REQUEST)
     far_message, far_buttons = permission_message(telegram, far_thread, 60)
     near_message, near_buttons = permission_message(telegram, telegram.topic_of(near, 60), 60)
-    assert b.state("far") == "waiting"
 
     telegram.press(far_message, far_buttons["Allow"])
     out = json.loads(far_hook.output(60))
@@ -421,3 +420,26 @@ def test_the_screen_of_a_session_on_another_node_comes_to_its_topic(
     assert len(image.convert("L").getcolors(256) or []) > 2  # its text on a background, not a blank
     telegram.say("/screen", thread)
     telegram.wait(lambda t: len(photos(t)) == 2, 60, "the second screenshot, from /screen")
+
+
+def test_a_bot_restart_keeps_another_nodes_prompt_open_and_answerable(
+        nodes: Callable[..., Server], telegram: ThreadedTelegram, tmp_path: Path) -> None:
+    """Its hook still waits on beta: the restarted bot neither calls it expired nor loses its buttons."""
+    bot = nodes("alpha", program=SM_BOT, **telegram.env(SM_TELEGRAM_ALLOWED_ROOTS=str(tmp_path / "alpha")))
+    b = nodes("beta")
+    far = b.spawn_agent("far")
+    thread = topic_named(telegram, f"far · {far['id']} @beta")
+    hook = Hook(b, "far", "PermissionRequest", BASH_REQUEST)
+    message_id, buttons = permission_message(telegram, thread, 60)
+    # The card, sent after the prompt, says so: the prompt's message is settled (a kill before the
+    # outbox records it as sent posts it again after the restart, as any message: at least once).
+    telegram.wait(lambda t: any("permission: Bash" in x for x in t.texts(thread)), 60, "the card waiting")
+    bot.stop()
+    bot.start()
+    # (Its state may say idle by now: the fake agent draws no dialog, and beta trusts its screen.)
+    seen_from(bot, "far", timeout=60)
+    assert "expired" not in text_of(telegram, message_id)
+    telegram.press(message_id, buttons["Allow always"])
+    decision = json.loads(hook.output(60))["hookSpecificOutput"]["decision"]
+    assert decision == {"behavior": "allow", "updatedPermissions": BASH_REQUEST["permission_suggestions"]}
+    telegram.wait(lambda t: "allowed always by Owner" in text_of(t, message_id), 60, "the outcome")
