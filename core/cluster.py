@@ -7,7 +7,8 @@ for another node:
 
     sm.<node>.events.<type>     its engine events (to_dict)      stream SM_EVENTS  (sm.*.events.>)
     sm.<sender>.cmd.<target>    a command for the target node     stream SM_CMDS    (sm.*.cmd.*), work queue
-    sm.<sender>.req.<target>    a read (output, what): core request/reply, answered at once or not at all
+    sm.<sender>.req.<target>    a read (output, what, screen) or a prompt's decision: core request/reply,
+                                answered at once or not at all
     sm.<target>.reply.<sender>  a command's outcome, for a sender that waits on it (spawn)
     KV sm_sessions              <node>.<session id> -> the session; <node>.node -> its heartbeat
 
@@ -670,7 +671,8 @@ class Cluster:
 
     async def request(self, target_node: str, op: str, args: dict[str, Any], sender: dict[str, Any],
                       timeout: float = 30.0) -> Any:
-        """A read answered by another node now (output, what); Unavailable if it does not answer."""
+        """Asked of another node now (output, what, screen, a prompt's decision); Unavailable if it
+        does not answer."""
         if not self.connected:
             raise Unavailable(f"NATS is unreachable: cannot ask node {target_node}")
         try:

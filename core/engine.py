@@ -710,6 +710,30 @@ class Engine:
             raise Invalid(f"unknown decision {decision!r}; use one of {', '.join(DECISIONS)}")
         self._permissions.decide(request_id, decision, by)
 
+    async def answer_permission(self, caller: Caller, ref: str, request_id: int, decision: str, by: str) -> None:
+        """A person's answer to a permission prompt of session `ref`, wherever it runs.
+
+        Request ids are per node, so the session says whose request it is. Another node's
+        is asked at once (a request, not a durable command): its hook waits there, and a
+        decision that came after the hook had given up would answer nothing. That node
+        decides with its own `decide_permission`, trusting this node's word that the owner asks.
+        """
+        if not caller.is_owner:
+            raise Forbidden(f"{caller.label} may not answer permission prompts; a person does")
+        if decision not in DECISIONS:
+            raise Invalid(f"unknown decision {decision!r}; use one of {', '.join(DECISIONS)}")
+        remote = await self._remote(ref)
+        if remote is not None:
+            await self._cluster.request(remote.node, "decide", {
+                "target": remote.id, "request": request_id, "decision": decision, "by": by}, self._sender(caller),
+                timeout=10.0)
+            return
+        target = await self.session(caller, ref)
+        request = self._permissions.pending.get(request_id)
+        if request is None or request.session_id != target.id:
+            raise NotFound("this permission request was already answered, or has expired")
+        self.decide_permission(caller, request_id, decision, by)
+
     async def wait(self, caller: Caller, ref: str, seconds: float) -> int:
         if caller.session is None:
             raise Invalid("sm wait wakes the calling agent with a message; run it inside a session sm started")
@@ -893,9 +917,16 @@ class Engine:
         return await self._tmux.terminal_clients(target.tmux_session) > 0
 
     async def screen(self, caller: Caller, ref: str) -> PaneScreen:
-        """A session's screen with its colours, size and cursor, for a door to draw."""
+        """A session's screen with its colours, size and cursor, for a door to draw (another
+        node's: captured there and sent here, drawn by the door here)."""
+        remote = await self._remote(ref)
+        if remote is not None:
+            shot = dict(await self._cluster.request(remote.node, "screen", {"target": remote.id},
+                                                    self._sender(caller)))
+            cursor = shot.get("cursor")
+            return PaneScreen(str(shot["ansi"]), int(shot["cols"]), int(shot["rows"]),
+                              (int(cursor[0]), int(cursor[1])) if cursor else None)
         target = await self.session(caller, ref)
-        self._check_here(target, "see the screen of")
         self._check_may_read(caller, target)
         if not target.live or not target.pane_id:
             raise Invalid(f"{target.label} has no pane to read")
@@ -1260,7 +1291,8 @@ class Engine:
         return result
 
     async def _answer_request(self, node: str, body: dict[str, Any]) -> Any:
-        """A read from another node (output, what) of a session here."""
+        """A read from another node (output, what, screen) of a session here, or a person's
+        decision on a permission prompt here (answered at once: the hook is waiting)."""
         op, args = str(body.get("op")), dict(body.get("args") or {})
         caller = self._caller_from(node, body.get("sender"))
         target = self._registry.get_live(str(args.get("target")))
@@ -1271,6 +1303,13 @@ class Engine:
                                      bool(args.get("raw")))
         if op == "what":
             return await self.what(caller, target.id)
+        if op == "screen":
+            screen = await self.screen(caller, target.id)
+            return {"ansi": screen.ansi, "cols": screen.cols, "rows": screen.rows, "cursor": screen.cursor}
+        if op == "decide":
+            await self.answer_permission(caller, target.id, int(args.get("request") or 0),
+                                         str(args.get("decision")), str(args.get("by") or caller.label))
+            return None
         raise Invalid(f"unknown request {op!r}")
 
     # -- a door's own tables ----------------------------------------------------------

@@ -163,6 +163,7 @@ def test_the_engines_surface_is_the_contract_the_doors_are_written_against() -> 
     contract = {
         "sessions", "session", "queue_counts", "attach_command", "output", "screen", "what", "dialog_options",
         "send", "press_keys", "press_toolbar_key", "attached", "decide_permission", "caller_for_token", "caller_for_person",
+        "answer_permission",
         "subscribe", "health", "live_count", "spawn", "kill", "rename", "children", "others",
         "status", "wait", "clear", "lock", "unlock", "lock_list", "auto_lock", "hook", "drain_spool",
         "open", "start", "stop", "settings", "owner_token", "door_store", "add_pruner", "caller_for_peer", "request_shutdown", "shutdown_requested",
@@ -209,6 +210,12 @@ async def test_only_a_person_answers_a_permission_prompt(engine: Engine) -> None
         engine.decide_permission(person, 123, "maybe", "alice")
     with pytest.raises(NotFound, match="already answered, or has expired"):
         engine.decide_permission(person, 123, "allow", "alice")
+    with pytest.raises(Forbidden, match="worker may not answer permission prompts"):
+        await engine.answer_permission(agent(), "ghost", 123, "allow", "worker")
+    with pytest.raises(Invalid, match="unknown decision 'maybe'"):
+        await engine.answer_permission(person, "ghost", 123, "maybe", "alice")
+    with pytest.raises(NotFound, match="ghost"):
+        await engine.answer_permission(person, "ghost", 123, "allow", "alice")
 
 
 async def test_hooks_come_only_from_agents(engine: Engine) -> None:

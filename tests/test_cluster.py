@@ -8,6 +8,8 @@ the README's nats-server.conf). Each node has its own state dir and tmux socket.
 
 from __future__ import annotations
 
+import io
+import json
 import re
 import secrets
 import signal
@@ -21,11 +23,12 @@ import pytest
 
 from conftest import BIN, SM_BOT, Server, wait_for
 from core.cluster import server_config
+from test_permissions import BASH_REQUEST, Hook, permission_message, text_of
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_USERS = {"laptop": "CHANGE-ME-laptop-password", "workstation": "CHANGE-ME-workstation-password",
                  "cloud": "CHANGE-ME-cloud-password"}
-from telegram_harness import ThreadedTelegram
+from telegram_harness import CHAT, ThreadedTelegram
 
 NATS_SERVER = BIN / "nats-server"
 SM_NODE = str(BIN / "sm-node")
@@ -374,3 +377,79 @@ def test_the_bot_shows_another_nodes_sessions_and_the_phone_reaches_them(
     later = b.spawn_agent("later")
     bot.start()
     topic_named(telegram, f"later · {later['id']} @beta", 90)
+
+
+def test_a_permission_prompt_on_another_node_is_answered_from_the_phone(
+        nodes: Callable[..., Server], telegram: ThreadedTelegram, tmp_path: Path) -> None:
+    """beta's agent asks; the tap on alpha's bot reaches beta's engine, whose hook prints the
+    decision. alpha's own prompt at the same time is told apart (request ids are per node)."""
+    bot = nodes("alpha", program=SM_BOT, **telegram.env(SM_TELEGRAM_ALLOWED_ROOTS=str(tmp_path / "alpha")))
+    b = nodes("beta")
+    far = b.spawn_agent("far")
+    near = bot.spawn_agent("near")
+    far_thread = topic_named(telegram, f"far · {far['id']} @beta")
+    far_hook = Hook(b, "far", "PermissionRequest", BASH_REQUEST)
+    near_hook = Hook(bot, "near", "PermissionRequest", BASH_REQUEST)
+    far_message, far_buttons = permission_message(telegram, far_thread, 60)
+    near_message, near_buttons = permission_message(telegram, telegram.topic_of(near, 60), 60)
+
+    telegram.press(far_message, far_buttons["Allow"])
+    out = json.loads(far_hook.output(60))
+    assert out == {"hookSpecificOutput": {"hookEventName": "PermissionRequest", "decision": {"behavior": "allow"}}}
+    telegram.wait(lambda t: "allowed by Owner" in text_of(t, far_message), 60, "the outcome in beta's topic")
+    assert near_hook.thread.is_alive(), "the tap in beta's topic answered alpha's prompt"
+
+    telegram.press(near_message, near_buttons["Deny"])
+    assert json.loads(near_hook.output(60))["hookSpecificOutput"]["decision"]["behavior"] == "deny"
+    telegram.wait(lambda t: "denied by Owner" in text_of(t, near_message), 60, "the outcome in alpha's topic")
+    # A second tap on beta's answered prompt says how it ended, from the bot's own table.
+    query = telegram.press(far_message, far_buttons["Deny"])
+    answer = telegram.wait(lambda t: next((a for a in t.do(lambda: list(t.fake.answered_callbacks))
+                                           if a["callback_query_id"] == query), None), 60, "the answer")
+    assert "allowed by Owner" in (answer.get("text") or "")
+
+
+def test_the_screen_of_a_session_on_another_node_comes_to_its_topic(
+        nodes: Callable[..., Server], telegram: ThreadedTelegram, tmp_path: Path) -> None:
+    from PIL import Image
+
+    nodes("alpha", program=SM_BOT, **telegram.env(SM_TELEGRAM_ALLOWED_ROOTS=str(tmp_path / "alpha")))
+    b = nodes("beta")
+    far = b.spawn_agent("far")
+    thread = topic_named(telegram, f"far · {far['id']} @beta")
+
+    def photos(t: ThreadedTelegram) -> list[dict[str, Any]]:
+        return [m for m in t.messages(thread) if t.do(lambda: t.fake.photo(CHAT, m["message_id"]))]
+
+    message_id, data = telegram.button(thread, "Screen")
+    telegram.press(message_id, data)
+    photo = telegram.wait(lambda t: next(iter(photos(t)), None), 60, "the screenshot of beta's pane")
+    assert photo["caption"].startswith("far · idle")
+    image = Image.open(io.BytesIO(telegram.do(lambda: telegram.fake.photo(CHAT, photo["message_id"]))))
+    assert image.width > image.height > 100  # beta's 200×50 pane, drawn here
+    assert len(image.convert("L").getcolors(256) or []) > 2  # its text on a background, not a blank
+    telegram.say("/screen", thread)
+    telegram.wait(lambda t: len(photos(t)) == 2, 60, "the second screenshot, from /screen")
+
+
+def test_a_bot_restart_keeps_another_nodes_prompt_open_and_answerable(
+        nodes: Callable[..., Server], telegram: ThreadedTelegram, tmp_path: Path) -> None:
+    """Its hook still waits on beta: the restarted bot neither calls it expired nor loses its buttons."""
+    bot = nodes("alpha", program=SM_BOT, **telegram.env(SM_TELEGRAM_ALLOWED_ROOTS=str(tmp_path / "alpha")))
+    b = nodes("beta")
+    far = b.spawn_agent("far")
+    thread = topic_named(telegram, f"far · {far['id']} @beta")
+    hook = Hook(b, "far", "PermissionRequest", BASH_REQUEST)
+    message_id, buttons = permission_message(telegram, thread, 60)
+    # The card, sent after the prompt, says so: the prompt's message is settled (a kill before the
+    # outbox records it as sent posts it again after the restart, as any message: at least once).
+    telegram.wait(lambda t: any("permission: Bash" in x for x in t.texts(thread)), 60, "the card waiting")
+    bot.stop()
+    bot.start()
+    # (Its state may say idle by now: the fake agent draws no dialog, and beta trusts its screen.)
+    seen_from(bot, "far", timeout=60)
+    assert "expired" not in text_of(telegram, message_id)
+    telegram.press(message_id, buttons["Allow always"])
+    decision = json.loads(hook.output(60))["hookSpecificOutput"]["decision"]
+    assert decision == {"behavior": "allow", "updatedPermissions": BASH_REQUEST["permission_suggestions"]}
+    telegram.wait(lambda t: "allowed always by Owner" in text_of(t, message_id), 60, "the outcome")

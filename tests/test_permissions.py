@@ -58,7 +58,7 @@ class Hook:
         return self.result.stdout
 
 
-def permission_message(telegram: ThreadedTelegram, thread: int) -> tuple[int, dict[str, str]]:
+def permission_message(telegram: ThreadedTelegram, thread: int, timeout: float = 20) -> tuple[int, dict[str, str]]:
     def find(t: ThreadedTelegram) -> tuple[int, dict[str, str]] | None:
         for m in reversed(t.messages(thread)):
             rows = (m.get("reply_markup") or {}).get("inline_keyboard", [])
@@ -66,7 +66,7 @@ def permission_message(telegram: ThreadedTelegram, thread: int) -> tuple[int, di
             if "Allow" in buttons:
                 return m["message_id"], buttons
         return None
-    return telegram.wait(find, 20, "the permission message")
+    return telegram.wait(find, timeout, "the permission message")
 
 
 def text_of(telegram: ThreadedTelegram, message_id: int) -> str:

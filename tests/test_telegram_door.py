@@ -9,7 +9,9 @@ import re
 import pytest
 
 from bot.telegram.background import Background
-from bot.telegram.keyboards import Action, Decision, DialogKey, PermissionDecision, SessionAction, ToolbarPress
+from bot.telegram.keyboards import (
+    Action, Decision, DialogKey, PermissionAnswer, PermissionDecision, SessionAction, ToolbarPress,
+)
 from core.types import TOOLBAR
 from conftest import ROOT
 from telegram_harness import until
@@ -28,7 +30,7 @@ def test_the_door_does_not_reach_into_the_engines_parts() -> None:
 
 def test_callback_data_stays_within_64_bytes_and_reads_back() -> None:
     biggest = [SessionAction(action=a, sid="a1b2c3", confirmed=True) for a in Action]
-    biggest += [PermissionDecision(rid=2**31 - 1, d=d) for d in Decision]
+    biggest += [PermissionAnswer(rid=2**31 - 1, d=d, sid="a1b2c3") for d in Decision]
     biggest += [DialogKey(sid="a1b2c3", key="9")]
     biggest += [ToolbarPress(sid="a1b2c3", key=key.name) for keys in TOOLBAR.values() for key in keys]
     for data in biggest:

@@ -100,8 +100,19 @@ def list_keyboard(sessions: list[tuple[str, str]], link: dict[str, str],
 
 
 class PermissionDecision(CallbackData, prefix="p"):
+    """A prompt's button from before several hosts: a request of this node."""
+
     rid: int
     d: Decision
+
+
+class PermissionAnswer(CallbackData, prefix="pa"):
+    """A prompt's button: its request, the decision, and its session, whose node has the request
+    (request ids are per node; several hosts)."""
+
+    rid: int
+    d: Decision
+    sid: str
 
 
 class DialogKey(CallbackData, prefix="k"):
@@ -109,10 +120,11 @@ class DialogKey(CallbackData, prefix="k"):
     key: str  # the keys that choose the option: its digit, or e.g. "Down Enter"
 
 
-def permission_keyboard(request_id: int, labels: dict[Decision, str]) -> InlineKeyboardMarkup:
+def permission_keyboard(session_id: str, request_id: int, labels: dict[Decision, str]) -> InlineKeyboardMarkup:
     builder = InlineKeyboardBuilder()
     for decision in Decision:
-        builder.button(text=labels[decision], callback_data=PermissionDecision(rid=request_id, d=decision))
+        builder.button(text=labels[decision],
+                       callback_data=PermissionAnswer(rid=request_id, d=decision, sid=session_id))
     builder.adjust(3)
     return builder.as_markup()
 

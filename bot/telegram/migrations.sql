@@ -106,3 +106,29 @@ ALTER TABLE topics ADD COLUMN notify TEXT NOT NULL DEFAULT 'all';
 ALTER TABLE topics ADD COLUMN verbose INTEGER;
 -- When the title was last changed, so it changes at most once per rename_interval.
 ALTER TABLE topics ADD COLUMN renamed_at REAL;
+
+-- migration 6: permission prompts of every node
+
+-- Request ids are per node (each node's engine draws its own), so the bot,
+-- which shows every node's prompts (several hosts), keys a prompt by its
+-- session and request: beta's request 3 is never alpha's request 3. `node` is
+-- the node the session runs on ('' for this one): a restart of sm-bot expires
+-- only this node's prompts; another node's hook is still waiting there.
+CREATE TABLE permission_prompts_by_session (
+    session_id  TEXT NOT NULL,
+    request_id  INTEGER NOT NULL,                -- that node's request id
+    node        TEXT NOT NULL DEFAULT '',        -- '' this node; else the node that asks
+    chat_id     INTEGER NOT NULL,
+    item_id     INTEGER NOT NULL,                -- the outbox item of the message with the buttons
+    tool        TEXT NOT NULL,
+    outcome     TEXT,                            -- NULL while open; allowed | allowed always | denied | answered at the terminal | expired
+    decided_by  TEXT,
+    created_at  REAL NOT NULL,
+    PRIMARY KEY (session_id, request_id)
+);
+INSERT INTO permission_prompts_by_session (session_id, request_id, chat_id, item_id, tool, outcome, decided_by,
+                                           created_at)
+    SELECT session_id, request_id, chat_id, item_id, tool, outcome, decided_by, created_at FROM permission_prompts;
+DROP TABLE permission_prompts;
+ALTER TABLE permission_prompts_by_session RENAME TO permission_prompts;
+CREATE INDEX permission_prompts_open ON permission_prompts(outcome) WHERE outcome IS NULL;

@@ -408,7 +408,7 @@ class Mirror:
         await self.text(session.id, html, lane=Lane.ACTIONABLE)
 
     async def _resolved(self, session: Session, event: PermissionResolved) -> None:
-        prompt = await self._prompts.close(event.request, event.outcome, event.by)
+        prompt = await self._prompts.close(session.id, event.request, event.outcome, event.by)
         if prompt is not None:
             await self._prompt_ended(prompt, outcome_text(event.outcome, event.by))
 
@@ -420,9 +420,11 @@ class Mirror:
             labels = {Decision.allow: _("Allow"), Decision.always: _("Allow always"), Decision.deny: _("Deny")}
             item = await self._outbox.put(self.chat_id, "text", {
                 "html": "✋ " + _("{tool} needs permission").format(tool=f"<b>{tool}</b>") + body,
-                "reply_markup": permission_keyboard(event.request, labels).model_dump(exclude_none=True),
+                "reply_markup": permission_keyboard(session.id, event.request, labels).model_dump(exclude_none=True),
             }, session.id, lane=Lane.ACTIONABLE)
-            await self._prompts.add(event.request, self.chat_id, session.id, item, event.tool)
+            # Another node's prompt (several hosts) is marked with its node: its hook waits there.
+            await self._prompts.add(event.request, self.chat_id, session.id, item, event.tool,
+                                    getattr(event, "node", None) or "")
             return
         options = event.options
         if not options:
@@ -439,10 +441,11 @@ class Mirror:
             lane=Lane.CONVERSATION)
 
     async def _expire_prompts_of_before(self) -> None:
-        """Prompts left open by an earlier sm-bot: their hooks are gone, so they ended unanswered."""
+        """This node's prompts left open by an earlier sm-bot: their hooks are gone, so they ended
+        unanswered. Another node's still wait there; their outcome comes with that node's events."""
         with self._i18n.context():
             for prompt in await self._prompts.open():
-                if await self._prompts.close(prompt.request_id, RESTARTED, None):
+                if await self._prompts.close(prompt.session_id, prompt.request_id, RESTARTED, None):
                     await self._prompt_ended(prompt, outcome_text(RESTARTED, None))
 
     async def _dialog_later(self, session: Session, event: PermissionNeeded, body: str) -> None:

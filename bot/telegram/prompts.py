@@ -2,7 +2,8 @@
 
 A prompt outlives sm-bot: after a restart the engine no longer knows the
 request, so a tap on an old prompt is answered from here, with its outcome or
-"expired", and never fails.
+"expired", and never fails. A prompt is its session's and request's: request
+ids are per node, and the bot shows every node's prompts (several hosts).
 """
 
 from __future__ import annotations
@@ -40,33 +41,40 @@ class Prompt:
     decided_by: str | None
 
 
+COLUMNS = "request_id, chat_id, session_id, item_id, tool, outcome, decided_by"
+
+
 class PermissionPrompts:
     def __init__(self, store: Store, clock: Callable[[], float] = time.time) -> None:
         self._store = store
         self._clock = clock
 
-    async def add(self, request_id: int, chat_id: int, session_id: str, item_id: int, tool: str) -> None:
+    async def add(self, request_id: int, chat_id: int, session_id: str, item_id: int, tool: str,
+                  node: str = "") -> None:
+        """`node`: the node whose hook asks ('' this one's)."""
         await self._store.execute(
-            "INSERT OR REPLACE INTO permission_prompts (request_id, chat_id, session_id, item_id, tool,"
-            " created_at) VALUES (?, ?, ?, ?, ?, ?)",
-            (request_id, chat_id, session_id, item_id, tool, self._clock()))
+            "INSERT OR REPLACE INTO permission_prompts (session_id, request_id, node, chat_id, item_id, tool,"
+            " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (session_id, request_id, node, chat_id, item_id, tool, self._clock()))
 
-    async def get(self, request_id: int) -> Prompt | None:
+    async def get(self, session_id: str, request_id: int) -> Prompt | None:
         row = await self._store.fetchone(
-            "SELECT request_id, chat_id, session_id, item_id, tool, outcome, decided_by"
-            " FROM permission_prompts WHERE request_id = ?", (request_id,))
+            f"SELECT {COLUMNS} FROM permission_prompts WHERE session_id = ? AND request_id = ?",
+            (session_id, request_id))
         return Prompt(*row) if row else None
 
-    async def close(self, request_id: int, outcome: str, by: str | None) -> Prompt | None:
+    async def close(self, session_id: str, request_id: int, outcome: str, by: str | None) -> Prompt | None:
         """Record how an open prompt ended; the prompt, or None if it was not open."""
         async with self._store.transaction() as tx:
             changed = await tx.execute_rowcount(
                 "UPDATE permission_prompts SET outcome = ?, decided_by = ?"
-                " WHERE request_id = ? AND outcome IS NULL", (outcome, by, request_id))
-        return await self.get(request_id) if changed else None
+                " WHERE session_id = ? AND request_id = ? AND outcome IS NULL",
+                (outcome, by, session_id, request_id))
+        return await self.get(session_id, request_id) if changed else None
 
-    async def open(self) -> list[Prompt]:
+    async def open(self, node: str = "") -> list[Prompt]:
+        """The open prompts of `node`'s sessions ('' this node's)."""
         rows = await self._store.fetchall(
-            "SELECT request_id, chat_id, session_id, item_id, tool, outcome, decided_by"
-            " FROM permission_prompts WHERE outcome IS NULL ORDER BY request_id")
+            f"SELECT {COLUMNS} FROM permission_prompts WHERE outcome IS NULL AND node = ? ORDER BY created_at",
+            (node,))
         return [Prompt(*row) for row in rows]

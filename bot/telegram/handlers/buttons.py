@@ -13,6 +13,7 @@ from bot.telegram.keyboards import (
     CONFIRM_FIRST,
     Action,
     DialogKey,
+    PermissionAnswer,
     PermissionDecision,
     SessionAction,
     ToolbarPress,
@@ -24,7 +25,7 @@ from bot.telegram.mirror import button_labels
 from bot.telegram.prompts import EXPIRED, outcome_text
 from bot.telegram.render import esc
 from bot.telegram.services import BotServices
-from core.errors import SmError
+from core.errors import SmError, Unavailable
 from core.lifecycle import Caller
 from core.sessions import Session
 
@@ -207,15 +208,25 @@ async def what(query: CallbackQuery, callback_data: SessionAction, tg: BotServic
     tg.background.start(summarise(), f"what of {session.id}")
 
 
+@router.callback_query(PermissionAnswer.filter())
 @router.callback_query(PermissionDecision.filter())
-async def permission(query: CallbackQuery, callback_data: PermissionDecision, tg: BotServices,
+async def permission(query: CallbackQuery, callback_data: PermissionAnswer | PermissionDecision, tg: BotServices,
                      caller: Caller) -> None:
+    """Allow, Allow always or Deny: decided by the engine of the session's node (another node's
+    is asked at once); the prompt's message then says how it ended."""
     by = query.from_user.full_name or person(query.from_user)  # "allowed by Ann"
+    sid = getattr(callback_data, "sid", "")  # none on a button from before several hosts: this node's
     try:
-        tg.engine.decide_permission(caller, callback_data.rid, callback_data.d.value, by)
+        if sid:
+            await tg.engine.answer_permission(caller, sid, callback_data.rid, callback_data.d.value, by)
+        else:
+            tg.engine.decide_permission(caller, callback_data.rid, callback_data.d.value, by)
+    except Unavailable as exc:
+        await query.answer(str(exc), show_alert=True)  # the session's node did not answer: tap again later
+        return
     except SmError:
         # Already answered, expired, or from before a restart: say how it ended.
-        prompt = await tg.prompts.get(callback_data.rid)
+        prompt = await tg.prompts.get(sid, callback_data.rid)
         ended = prompt.outcome if prompt and prompt.outcome else EXPIRED
         await query.answer(outcome_text(ended, prompt.decided_by if prompt else None), show_alert=True)
         return
