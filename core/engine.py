@@ -16,7 +16,7 @@ import secrets
 import subprocess
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 from core import environment, paths, peer, spool
 from core.config import Settings
@@ -1223,6 +1223,23 @@ class Engine:
                                     {"id": None, "name": "sm"})
         return True
 
+    async def _keep_failed_send(self, caller: Caller, args: dict[str, Any], error: str,
+                                once: Callable[[Any], Awaitable[bool]]) -> None:
+        """A send from another node to a session here that ended meanwhile (the command
+        waited while NATS or this node was away) is kept as a failed message, so `sm status`
+        and the phone show it, besides the refusal answered to the sending node."""
+        try:
+            target = await self._registry.resolve(str(args.get("target")))
+        except SmError:
+            return  # no session of that name or id here ever: nothing to attach it to
+        if not target.live:
+            error = f"{target.label} had ended when this message from {caller.label} came"
+        message = await self._queue.enqueue(target.id, str(args.get("text") or ""), sender_id=caller.id,
+                                            sender_label=caller.label, mode=str(args.get("mode") or "sequential"),
+                                            origin=args.get("origin"), once=once)
+        if message is not None:
+            await self._queue.mark_failed([message], error)
+
     async def _apply_command(self, node: str, msg_id: str, body: dict[str, Any]) -> dict[str, Any] | None:
         """A command from another node, applied once (see core/cluster.py); its outcome for a waiting sender."""
         op, args = str(body.get("op")), dict(body.get("args") or {})
@@ -1232,8 +1249,13 @@ class Engine:
             return bool(await self._cluster.applied(tx, msg_id, node))
 
         if op in ("send", "keys", "clear"):
-            target = await self._here(caller, str(args.get("target")))
-            self._check_deliverable(target)
+            try:
+                target = await self._here(caller, str(args.get("target")))
+                self._check_deliverable(target)
+            except SmError as exc:
+                if op == "send":
+                    await self._keep_failed_send(caller, args, str(exc), once)
+                raise
             if op != "send":
                 self._lifecycle.check_may_manage(caller, target, "clear" if op == "clear" else "answer the dialog of")
             if op == "keys" and target.state != State.WAITING:

@@ -226,6 +226,24 @@ def test_with_nats_down_commands_wait_in_the_outbox_and_go_when_it_returns(
     assert said.index("first while NATS is down") < said.index("second while NATS is down")
 
 
+def test_a_send_whose_target_ended_while_it_waited_shows_failed_on_that_node(
+        nodes: Callable[..., Server], nats_server: Nats) -> None:
+    a, b = nodes("alpha"), nodes("beta")
+    b.spawn_agent("worker")
+    seen_from(a, "worker", "idle")
+    nats_server.kill()
+    a.ok("send", "worker", "for a worker about to go")  # accepted: it waits in alpha's outbox
+    b.ok("kill", "worker")
+    nats_server.start()
+
+    def failed() -> dict | None:
+        return next((m for m in b.json("status")["undelivered"] if "for a worker about to go" in m["text"]), None)
+
+    message = wait_for(failed, 60, 0.2, "the failed message in beta's sm status")
+    assert message["status"] == "failed" and "worker" in message["error"]
+    assert "for a worker about to go" not in "\n".join(b.prompts())
+
+
 # -- security ---------------------------------------------------------------------------------
 
 def test_the_servers_example_configuration_is_the_one_sm_makes() -> None:
