@@ -119,7 +119,8 @@ async def test_a_stop_while_a_message_is_on_its_way_records_it_so_it_is_not_sent
     item_id = await rig.outbox.put(CHAT, "text", {"html": "on its way"}, SID)
     await until(lambda: "on its way" in rig.texts(), message="Telegram to take the message")
     stopping = asyncio.ensure_future(rig.outbox.stop())
-    await asyncio.sleep(0)  # the stop has cancelled the worker; the answer is still held
+    # The stop has cancelled the worker and now waits on the call; its answer is still held.
+    await until(lambda: not rig.outbox._workers, message="the stop to cancel the worker")
     rig.fake.hold_answers.set()
     await stopping
     assert await rig.status(item_id) == "sent"

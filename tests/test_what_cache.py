@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from core.what import Summaries
+from telegram_harness import until
 
 
 async def test_concurrent_asks_share_one_run_and_the_answer_is_reused() -> None:
@@ -22,7 +23,7 @@ async def test_concurrent_asks_share_one_run_and_the_answer_is_reused() -> None:
         return f"summary {runs}"
 
     asks = [asyncio.ensure_future(cache.get("a1", summarise)) for _ in range(15)]
-    await asyncio.sleep(0)
+    await until(lambda: runs == 1, message="the first ask to start summarising")  # all 15 are asking
     gate.set()
     assert await asyncio.gather(*asks) == ["summary 1"] * 15
     assert runs == 1
